@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: kcat (Debian), Python clients (PyPI).
+set -euo pipefail
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+import importlib, sys
+for m in ("pytest", "kafka", "confluent_kafka"):
+    importlib.import_module(m)
+PY

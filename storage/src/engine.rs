@@ -1,0 +1,1500 @@
+//! The engine: preallocated files cut into blocks, topics as chains of blocks, appends, reads,
+//! cursors, retention, flushing and recovery.
+//!
+//! Locking: each topic has its own mutex (appends to different topics run in parallel); the block
+//! allocator, the dirty sets and the cursor map have short-held mutexes of their own. Disk reads
+//! happen outside every lock: a reader snapshots block locations under the topic lock, then reads.
+//! Files are shared through `Arc`, so a file deleted by retention stays readable by a reader that
+//! already holds it.
+
+use crate::format::{
+    invalid, BlockHeader, Checkpoint, EntryHeader, BLOCK_HEADER_SIZE, CHECKPOINT_SLOTS,
+    CHECKPOINT_SLOT_SIZE, ENTRY_HEADER_SIZE, MAX_SAMPLES, MAX_TOPIC_NAME,
+};
+use crate::index::{lock, sync_dir, Cursor, IndexLog, Record, MAX_CURSOR_METADATA};
+use crate::{
+    fd_backend_enabled, Entry, FsyncSchedule, PositionedEntry, ReadConsistency, TopicStats,
+    WalrusBuilder, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Name of the default cursor the seed read calls use.
+const DEFAULT_CURSOR: &[u8] = b"";
+/// Bytes read per step when scanning or reading entries.
+const READ_CHUNK: u64 = 256 * 1024;
+/// Checkpoint slots are rewritten at most this often (except on the final flush).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+fn invalid_input(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+}
+
+/// One preallocated log file.
+struct WalFile {
+    id: u64,
+    path: PathBuf,
+    file: File,
+}
+
+struct FileMeta {
+    file: Arc<WalFile>,
+    /// Blocks handed out so far (they are handed out in order).
+    allocated: u32,
+    /// Blocks handed out and not yet dead.
+    live: u32,
+}
+
+#[derive(Default)]
+struct Allocator {
+    files: BTreeMap<u64, FileMeta>,
+    /// The file new blocks come from.
+    current: Option<u64>,
+    last_id: u64,
+}
+
+/// A run of one or more blocks owned by one topic.
+#[derive(Clone)]
+struct Block {
+    file: Arc<WalFile>,
+    index: u32,
+    span: u32,
+    first_position: u64,
+    /// Byte offset (from the block start) just past the last committed entry.
+    end: u64,
+    next_position: u64,
+    last_generation: u32,
+    samples: Vec<(u64, u64)>,
+    sealed: bool,
+    /// What the newest checkpoint slot on disk says (seq, end, sealed).
+    ckpt: (u64, u64, bool),
+}
+
+struct TopicState {
+    incarnation: u64,
+    first_position: u64,
+    next_position: u64,
+    next_seq: u64,
+    blocks: VecDeque<Block>,
+    deleted: bool,
+    /// Checkpointed reads since the default cursor was last persisted (AtLeastOnce).
+    reads_since_persist: u32,
+}
+
+struct Topic {
+    name: String,
+    state: Mutex<TopicState>,
+    batch_in_flight: AtomicBool,
+}
+
+/// A block location snapshotted for a read.
+struct ReadSpan {
+    file: Arc<WalFile>,
+    base: u64,
+    start: u64,
+    start_position: u64,
+    end: u64,
+}
+
+struct Shared {
+    root: PathBuf,
+    block_size: u64,
+    blocks_per_file: u32,
+    consistency: ReadConsistency,
+    schedule: FsyncSchedule,
+    generation: u32,
+    next_incarnation: AtomicU64,
+    alloc: Mutex<Allocator>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    index: IndexLog,
+    cursors: Mutex<HashMap<String, BTreeMap<Vec<u8>, Cursor>>>,
+    dirty_topics: Mutex<HashMap<String, Arc<Topic>>>,
+    dirty_files: Mutex<HashMap<u64, Arc<WalFile>>>,
+    /// Appends completed so far; `durable_ticket` says how many of them are synced.
+    write_ticket: AtomicU64,
+    durable_ticket: AtomicU64,
+    flush_lock: Mutex<Instant>,
+    /// Set after a failed write or sync: the instance refuses writes until it is reopened.
+    poisoned: Mutex<Option<String>>,
+    #[cfg(target_os = "linux")]
+    ring: Option<crate::uring::Ring>,
+    shutdown: Mutex<bool>,
+    shutdown_cv: Condvar,
+}
+
+/// A Walrus instance. Cheap to share between threads (`&self` everywhere); dropping it flushes
+/// and stops its background thread.
+pub struct Walrus {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Drop for Walrus {
+    fn drop(&mut self) {
+        *lock(&self.shared.shutdown) = true;
+        self.shared.shutdown_cv.notify_all();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.shared.flush_inner(true) {
+            eprintln!("walrus: final flush of {} failed: {e}", self.shared.root.display());
+        }
+    }
+}
+
+impl Walrus {
+    pub(crate) fn open(cfg: WalrusBuilder) -> io::Result<Walrus> {
+        let root = cfg.root();
+        std::fs::create_dir_all(&root)?;
+        let shared = Arc::new(recover(&root, &cfg)?);
+        let flusher = match cfg.schedule {
+            FsyncSchedule::Milliseconds(ms) => {
+                let s = shared.clone();
+                let period = Duration::from_millis(ms.max(1));
+                Some(
+                    std::thread::Builder::new()
+                        .name("walrus-flush".into())
+                        .spawn(move || s.flush_loop(period))?,
+                )
+            }
+            _ => None,
+        };
+        if !crate::quiet() {
+            eprintln!(
+                "walrus: opened {} (generation {}, {} topics)",
+                root.display(),
+                shared.generation,
+                shared.topics.read().map(|t| t.len()).unwrap_or(0)
+            );
+        }
+        Ok(Walrus { shared, flusher })
+    }
+
+    /// The directory this instance lives in.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    // ----- seed write API -------------------------------------------------------------------
+
+    /// Appends one entry. `WouldBlock` while a batch append is in flight for the topic.
+    pub fn append_for_topic(&self, topic: &str, data: &[u8]) -> io::Result<()> {
+        self.append(topic, data).map(|_| ())
+    }
+
+    /// Appends up to 2,000 entries atomically: after a crash all of them are there or none.
+    pub fn batch_append_for_topic(&self, topic: &str, batch: &[&[u8]]) -> io::Result<()> {
+        self.batch_append(topic, batch).map(|_| ())
+    }
+
+    // ----- seed read API --------------------------------------------------------------------
+
+    /// The next entry at the topic's default cursor; `checkpoint` advances (and persists) it.
+    pub fn read_next(&self, topic: &str, checkpoint: bool) -> io::Result<Option<Entry>> {
+        let got = self.read_default(topic, 0, 1, checkpoint)?;
+        Ok(got.into_iter().next().map(|e| Entry { data: e.data }))
+    }
+
+    /// Up to `max_bytes` of payload (at least one entry when any remains, at most 2,000) from
+    /// the topic's default cursor. Every entry is checksum-verified.
+    pub fn batch_read_for_topic(
+        &self,
+        topic: &str,
+        max_bytes: usize,
+        checkpoint: bool,
+    ) -> io::Result<Vec<Entry>> {
+        let got = self.read_default(topic, max_bytes, MAX_BATCH_ENTRIES, checkpoint)?;
+        Ok(got.into_iter().map(|e| Entry { data: e.data }).collect())
+    }
+
+    fn read_default(
+        &self,
+        topic: &str,
+        max_bytes: usize,
+        max_entries: usize,
+        checkpoint: bool,
+    ) -> io::Result<Vec<PositionedEntry>> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(Vec::new());
+        };
+        // One reader at a time moves the default cursor, so concurrent checkpointed reads never
+        // hand out the same entry twice or move the cursor backwards.
+        let mut st_guard = if checkpoint {
+            Some(lock(&t.state))
+        } else {
+            None
+        };
+        let start = self
+            .cursor(topic, DEFAULT_CURSOR)
+            .map(|c| c.position)
+            .unwrap_or(0);
+        let got = match st_guard.as_ref() {
+            Some(st) => {
+                let spans = self.shared.plan_read(st, start, max_bytes, max_entries);
+                self.shared
+                    .read_spans(topic, spans, start, max_bytes, max_entries)?
+            }
+            None => self.read_at(topic, start, max_bytes, max_entries)?,
+        };
+        if let (Some(st), Some(last)) = (st_guard.as_mut(), got.last()) {
+            let next = last.position + 1;
+            let persist = match self.shared.consistency {
+                ReadConsistency::StrictlyAtOnce => true,
+                ReadConsistency::AtLeastOnce { persist_every } => {
+                    st.reads_since_persist += got.len() as u32;
+                    st.reads_since_persist >= persist_every.max(1)
+                }
+            };
+            self.shared.set_cursor_mem(topic, DEFAULT_CURSOR, next, &[]);
+            if persist {
+                st.reads_since_persist = 0;
+                let upto = self.shared.index.append(&[Record::CursorSet {
+                    topic: topic.as_bytes().to_vec(),
+                    name: DEFAULT_CURSOR.to_vec(),
+                    cursor: Cursor {
+                        position: next,
+                        metadata: Vec::new(),
+                    },
+                }])?;
+                if self.shared.consistency == ReadConsistency::StrictlyAtOnce {
+                    self.shared.index.sync_upto(upto)?;
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    // ----- positions ------------------------------------------------------------------------
+
+    /// Appends one entry and returns its position.
+    pub fn append(&self, topic: &str, data: &[u8]) -> io::Result<u64> {
+        let t = self.shared.topic_or_create(topic)?;
+        if t.batch_in_flight.load(Ordering::Acquire) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("a batch append is in flight for topic {topic}"),
+            ));
+        }
+        self.shared.append_entries(&t, &[data]).map(|r| r.start)
+    }
+
+    /// Appends entries atomically and returns their positions. An empty batch does nothing.
+    pub fn batch_append(&self, topic: &str, batch: &[&[u8]]) -> io::Result<Range<u64>> {
+        if batch.len() > MAX_BATCH_ENTRIES {
+            return Err(invalid_input(format!(
+                "batch of {} entries exceeds the limit of {MAX_BATCH_ENTRIES}",
+                batch.len()
+            )));
+        }
+        let total: u64 = batch
+            .iter()
+            .map(|e| e.len() as u64 + ENTRY_HEADER_SIZE as u64)
+            .sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(invalid_input(format!(
+                "batch of {total} bytes exceeds the limit of {MAX_BATCH_BYTES}"
+            )));
+        }
+        if batch.is_empty() {
+            let next = self
+                .topic_stats(topic)
+                .map(|s| s.next_position)
+                .unwrap_or(0);
+            return Ok(next..next);
+        }
+        let t = self.shared.topic_or_create(topic)?;
+        if t.batch_in_flight.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("another batch append is in flight for topic {topic}"),
+            ));
+        }
+        let res = self.shared.append_entries(&t, batch);
+        t.batch_in_flight.store(false, Ordering::Release);
+        res
+    }
+
+    /// Reads from `position` (or the first held position, if that is later): at most
+    /// `max_entries` entries and `max_bytes` of payload, but at least one entry when any remains.
+    pub fn read_at(
+        &self,
+        topic: &str,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> io::Result<Vec<PositionedEntry>> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(Vec::new());
+        };
+        let spans = {
+            let st = lock(&t.state);
+            self.shared.plan_read(&st, position, max_bytes, max_entries)
+        };
+        self.shared
+            .read_spans(topic, spans, position, max_bytes, max_entries)
+    }
+
+    /// First/next position and size of a topic; `None` if it does not exist.
+    pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
+        let t = self.shared.topic(topic)?;
+        let st = lock(&t.state);
+        Some(TopicStats {
+            first_position: st.first_position,
+            next_position: st.next_position,
+            bytes: st
+                .blocks
+                .iter()
+                .map(|b| b.end - BLOCK_HEADER_SIZE)
+                .sum(),
+        })
+    }
+
+    /// Names of all topics.
+    pub fn topics(&self) -> Vec<String> {
+        let mut v: Vec<String> = match self.shared.topics.read() {
+            Ok(t) => t.keys().cloned().collect(),
+            Err(p) => p.into_inner().keys().cloned().collect(),
+        };
+        v.sort();
+        v
+    }
+
+    // ----- cursors --------------------------------------------------------------------------
+
+    /// Sets a named cursor. It is durable per the fsync schedule (at once under `SyncEach`,
+    /// within the interval under `Milliseconds`, at `flush` under `NoFsync`).
+    pub fn set_cursor(
+        &self,
+        topic: &str,
+        name: &[u8],
+        position: u64,
+        metadata: &[u8],
+    ) -> io::Result<()> {
+        self.set_cursors(&[(topic, name, position, metadata)])
+    }
+
+    /// Sets several cursors with one index append (and at most one sync).
+    pub fn set_cursors(&self, cursors: &[(&str, &[u8], u64, &[u8])]) -> io::Result<()> {
+        let mut recs = Vec::with_capacity(cursors.len());
+        for (topic, name, position, metadata) in cursors {
+            if metadata.len() > MAX_CURSOR_METADATA {
+                return Err(invalid_input(format!(
+                    "cursor metadata of {} bytes exceeds {MAX_CURSOR_METADATA}",
+                    metadata.len()
+                )));
+            }
+            recs.push(Record::CursorSet {
+                topic: topic.as_bytes().to_vec(),
+                name: name.to_vec(),
+                cursor: Cursor {
+                    position: *position,
+                    metadata: metadata.to_vec(),
+                },
+            });
+        }
+        self.shared.check_poisoned()?;
+        let upto = self.shared.index.append(&recs)?;
+        for (topic, name, position, metadata) in cursors {
+            self.shared.set_cursor_mem(topic, name, *position, metadata);
+        }
+        if self.shared.schedule == FsyncSchedule::SyncEach {
+            self.shared.index.sync_upto(upto)?;
+        }
+        Ok(())
+    }
+
+    pub fn cursor(&self, topic: &str, name: &[u8]) -> Option<Cursor> {
+        lock(&self.shared.cursors).get(topic)?.get(name).cloned()
+    }
+
+    /// All cursors of a topic, by name.
+    pub fn cursors(&self, topic: &str) -> Vec<(Vec<u8>, Cursor)> {
+        lock(&self.shared.cursors)
+            .get(topic)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn delete_cursor(&self, topic: &str, name: &[u8]) -> io::Result<()> {
+        let upto = self.shared.index.append(&[Record::CursorDelete {
+            topic: topic.as_bytes().to_vec(),
+            name: name.to_vec(),
+        }])?;
+        if let Some(m) = lock(&self.shared.cursors).get_mut(topic) {
+            m.remove(name);
+        }
+        if self.shared.schedule == FsyncSchedule::SyncEach {
+            self.shared.index.sync_upto(upto)?;
+        }
+        Ok(())
+    }
+
+    // ----- retention ------------------------------------------------------------------------
+
+    /// Drops the topic's entries before `position`; files whose blocks are all dead are deleted.
+    pub fn truncate_before(&self, topic: &str, position: u64) -> io::Result<()> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(());
+        };
+        let mut st = lock(&t.state);
+        let position = position.min(st.next_position);
+        if position <= st.first_position {
+            return Ok(());
+        }
+        let upto = self.shared.index.append(&[Record::Trim {
+            topic: topic.as_bytes().to_vec(),
+            incarnation: st.incarnation,
+            position,
+        }])?;
+        // The mark must be durable before any file goes, or recovery could see a chain with holes.
+        self.shared.index.sync_upto(upto)?;
+        st.first_position = position;
+        let mut dead = Vec::new();
+        while st.blocks.len() > 1 && st.blocks[1].first_position <= position {
+            if let Some(b) = st.blocks.pop_front() {
+                dead.push(b);
+            }
+        }
+        if st
+            .blocks
+            .front()
+            .is_some_and(|b| b.sealed && b.next_position <= position)
+        {
+            if let Some(b) = st.blocks.pop_front() {
+                dead.push(b);
+            }
+        }
+        drop(st);
+        self.shared.release_blocks(&dead)
+    }
+
+    /// Deletes a topic, its cursors and (as files empty out) its disk space.
+    pub fn delete_topic(&self, topic: &str) -> io::Result<()> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(());
+        };
+        let mut st = lock(&t.state);
+        let upto = self.shared.index.append(&[Record::TopicDelete {
+            topic: topic.as_bytes().to_vec(),
+            incarnation: st.incarnation,
+        }])?;
+        self.shared.index.sync_upto(upto)?;
+        st.deleted = true;
+        let dead: Vec<Block> = st.blocks.drain(..).collect();
+        if let Ok(mut m) = self.shared.topics.write() {
+            m.remove(topic);
+        }
+        lock(&self.shared.cursors).remove(topic);
+        lock(&self.shared.dirty_topics).remove(topic);
+        drop(st);
+        self.shared.release_blocks(&dead)
+    }
+
+    // ----- durability -----------------------------------------------------------------------
+
+    /// Returns once everything appended (and every cursor set) before the call is durable.
+    /// Concurrent callers share one fsync.
+    pub fn flush(&self) -> io::Result<()> {
+        let ticket = self.shared.write_ticket.load(Ordering::SeqCst);
+        self.shared.flush_upto(ticket, false)
+    }
+
+    /// Files currently held (for tests and operators).
+    pub fn file_count(&self) -> usize {
+        lock(&self.shared.alloc).files.len()
+    }
+}
+
+impl Shared {
+    fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        match self.topics.read() {
+            Ok(m) => m.get(name).cloned(),
+            Err(p) => p.into_inner().get(name).cloned(),
+        }
+    }
+
+    fn topic_or_create(&self, name: &str) -> io::Result<Arc<Topic>> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        if name.len() > MAX_TOPIC_NAME {
+            return Err(invalid_input(format!(
+                "topic name of {} bytes exceeds {MAX_TOPIC_NAME}",
+                name.len()
+            )));
+        }
+        let mut m = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        Ok(m.entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Topic {
+                    name: name.to_string(),
+                    state: Mutex::new(TopicState {
+                        incarnation: self.next_incarnation.fetch_add(1, Ordering::Relaxed),
+                        first_position: 0,
+                        next_position: 0,
+                        next_seq: 0,
+                        blocks: VecDeque::new(),
+                        deleted: false,
+                        reads_since_persist: 0,
+                    }),
+                    batch_in_flight: AtomicBool::new(false),
+                })
+            })
+            .clone())
+    }
+
+    fn check_poisoned(&self) -> io::Result<()> {
+        match &*lock(&self.poisoned) {
+            Some(msg) => Err(io::Error::other(format!(
+                "walrus instance at {} is failed ({msg}); reopen it",
+                self.root.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, what: &str, e: &io::Error) {
+        let mut p = lock(&self.poisoned);
+        if p.is_none() {
+            *p = Some(format!("{what}: {e}"));
+        }
+    }
+
+    fn set_cursor_mem(&self, topic: &str, name: &[u8], position: u64, metadata: &[u8]) {
+        lock(&self.cursors).entry(topic.to_string()).or_default().insert(
+            name.to_vec(),
+            Cursor {
+                position,
+                metadata: metadata.to_vec(),
+            },
+        );
+    }
+
+    fn sample_stride(&self) -> u64 {
+        (self.block_size / MAX_SAMPLES as u64).max(4096)
+    }
+
+    /// Hands out `span` consecutive blocks, creating a new preallocated file when needed.
+    fn allocate(&self, span: u32) -> io::Result<(Arc<WalFile>, u32)> {
+        let mut a = lock(&self.alloc);
+        if let Some(id) = a.current {
+            if let Some(m) = a.files.get_mut(&id) {
+                if m.allocated + span <= self.blocks_per_file {
+                    let idx = m.allocated;
+                    m.allocated += span;
+                    m.live += span;
+                    return Ok((m.file.clone(), idx));
+                }
+            }
+        }
+        // Retire the current file (delete it if nothing in it is alive any more).
+        if let Some(id) = a.current.take() {
+            if a.files.get(&id).is_some_and(|m| m.live == 0) {
+                if let Some(m) = a.files.remove(&id) {
+                    let _ = std::fs::remove_file(&m.file.path);
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let id = now.max(a.last_id + 1);
+        let file = create_file(
+            &self.root,
+            id,
+            self.block_size * self.blocks_per_file as u64,
+        )?;
+        a.last_id = id;
+        let file = Arc::new(file);
+        a.files.insert(
+            id,
+            FileMeta {
+                file: file.clone(),
+                allocated: span,
+                live: span,
+            },
+        );
+        a.current = Some(id);
+        Ok((file, 0))
+    }
+
+    /// Marks blocks dead and deletes files that hold nothing alive.
+    fn release_blocks(&self, blocks: &[Block]) -> io::Result<()> {
+        let mut a = lock(&self.alloc);
+        let mut gone = Vec::new();
+        for b in blocks {
+            if let Some(m) = a.files.get_mut(&b.file.id) {
+                m.live = m.live.saturating_sub(b.span);
+                if m.live == 0 && a.current != Some(b.file.id) {
+                    gone.push(b.file.id);
+                }
+            }
+        }
+        for id in gone {
+            if let Some(m) = a.files.remove(&id) {
+                lock(&self.dirty_files).remove(&id);
+                std::fs::remove_file(&m.file.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes entries (one atomic batch) at the topic's tail.
+    fn append_entries(&self, t: &Arc<Topic>, entries: &[&[u8]]) -> io::Result<Range<u64>> {
+        self.check_poisoned()?;
+        let max_entry = self.block_size * self.blocks_per_file as u64
+            - BLOCK_HEADER_SIZE
+            - ENTRY_HEADER_SIZE as u64;
+        if let Some(e) = entries.iter().find(|e| e.len() as u64 > max_entry) {
+            return Err(invalid_input(format!(
+                "entry of {} bytes exceeds the largest possible ({max_entry})",
+                e.len()
+            )));
+        }
+        let mut st = lock(&t.state);
+        if st.deleted {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("topic {} was deleted", t.name),
+            ));
+        }
+        let stride = self.sample_stride();
+        // Plan: the tail block (if writable) and any new blocks, each with the bytes to write.
+        struct Planned {
+            block: Block,
+            is_new: bool,
+            write_from: u64,
+            buf: Vec<u8>,
+        }
+        let mut plan: Vec<Planned> = Vec::new();
+        if let Some(b) = st.blocks.back() {
+            if !b.sealed {
+                plan.push(Planned {
+                    block: b.clone(),
+                    is_new: false,
+                    write_from: b.end,
+                    buf: Vec::new(),
+                });
+            }
+        }
+        let mut pos = st.next_position;
+        let mut seq = st.next_seq;
+        let n = entries.len();
+        for (i, data) in entries.iter().enumerate() {
+            let need = (ENTRY_HEADER_SIZE + data.len()) as u64;
+            let fits = plan
+                .last()
+                .is_some_and(|p| p.block.end + need <= p.block.span as u64 * self.block_size);
+            if !fits {
+                if let Some(p) = plan.last_mut() {
+                    p.block.sealed = true;
+                }
+                let span = (BLOCK_HEADER_SIZE + need).div_ceil(self.block_size) as u32;
+                let (file, index) = match self.allocate(span) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let fresh: Vec<Block> = plan
+                            .iter()
+                            .filter(|p| p.is_new)
+                            .map(|p| p.block.clone())
+                            .collect();
+                        let _ = self.release_blocks(&fresh);
+                        return Err(e);
+                    }
+                };
+                let header = BlockHeader {
+                    span,
+                    incarnation: st.incarnation,
+                    seq,
+                    first_position: pos,
+                    topic: t.name.as_bytes().to_vec(),
+                }
+                .encode();
+                let mut buf = header;
+                buf.resize(BLOCK_HEADER_SIZE as usize, 0);
+                plan.push(Planned {
+                    block: Block {
+                        file,
+                        index,
+                        span,
+                        first_position: pos,
+                        end: BLOCK_HEADER_SIZE,
+                        next_position: pos,
+                        last_generation: self.generation,
+                        samples: vec![(pos, BLOCK_HEADER_SIZE)],
+                        sealed: false,
+                        ckpt: (0, 0, false),
+                    },
+                    is_new: true,
+                    write_from: 0,
+                    buf,
+                });
+                seq += 1;
+            }
+            let Some(p) = plan.last_mut() else {
+                return Err(io::Error::other("append plan has no block"));
+            };
+            let last_sample = p.block.samples.last().map(|s| s.1).unwrap_or(0);
+            if p.block.end - last_sample >= stride && p.block.samples.len() < MAX_SAMPLES {
+                p.block.samples.push((pos, p.block.end));
+            }
+            EntryHeader {
+                payload_len: data.len() as u32,
+                position: pos,
+                incarnation: st.incarnation,
+                generation: self.generation,
+                batch_left: (n - 1 - i) as u16,
+            }
+            .encode_with_payload(data, &mut p.buf);
+            p.block.end += need;
+            p.block.next_position = pos + 1;
+            p.block.last_generation = self.generation;
+            pos += 1;
+        }
+        // Write: one contiguous run per block touched, all submitted together.
+        let base = |b: &Block| b.index as u64 * self.block_size;
+        let runs: Vec<(&File, u64, &[u8])> = plan
+            .iter()
+            .filter(|p| !p.buf.is_empty())
+            .map(|p| (&p.block.file.file, base(&p.block) + p.write_from, &p.buf[..]))
+            .collect();
+        if let Err(e) = self.write_runs(&runs) {
+            self.poison("write failed", &e);
+            return Err(e);
+        }
+        // Commit in memory: readers see the entries from here on.
+        let start = st.next_position;
+        {
+            let mut dirty = lock(&self.dirty_files);
+            for p in &plan {
+                dirty
+                    .entry(p.block.file.id)
+                    .or_insert_with(|| p.block.file.clone());
+            }
+        }
+        for p in plan {
+            if p.is_new {
+                st.blocks.push_back(p.block);
+            } else if let Some(b) = st.blocks.back_mut() {
+                *b = p.block;
+            }
+        }
+        st.next_position = pos;
+        st.next_seq = seq;
+        drop(st);
+        lock(&self.dirty_topics)
+            .entry(t.name.clone())
+            .or_insert_with(|| t.clone());
+        let ticket = self.write_ticket.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.schedule == FsyncSchedule::SyncEach {
+            self.flush_upto(ticket, false)?;
+        }
+        Ok(start..pos)
+    }
+
+    fn write_runs(&self, runs: &[(&File, u64, &[u8])]) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if runs.len() > 1 && fd_backend_enabled() {
+            if let Some(ring) = self.ring.as_ref().filter(|r| r.is_usable()) {
+                let ops: Vec<crate::uring::WriteOp> = runs
+                    .iter()
+                    .map(|(f, off, data)| crate::uring::WriteOp {
+                        file: f,
+                        offset: *off,
+                        data,
+                    })
+                    .collect();
+                return ring.write_all(&ops);
+            }
+        }
+        let _ = fd_backend_enabled;
+        for (f, off, data) in runs {
+            f.write_all_at(data, *off)?;
+        }
+        Ok(())
+    }
+
+    /// Block locations covering a read from `position`, snapshotted under the topic lock.
+    fn plan_read(
+        &self,
+        st: &TopicState,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> Vec<ReadSpan> {
+        let position = position.max(st.first_position);
+        if position >= st.next_position || max_entries == 0 {
+            return Vec::new();
+        }
+        let i = st
+            .blocks
+            .partition_point(|b| b.first_position <= position)
+            .saturating_sub(1);
+        let mut spans = Vec::new();
+        let mut budget = (max_bytes as u64).saturating_add(READ_CHUNK);
+        for b in st.blocks.iter().skip(i) {
+            if b.next_position <= position || b.end <= BLOCK_HEADER_SIZE {
+                continue;
+            }
+            let (start_position, start) = b
+                .samples
+                .iter()
+                .rev()
+                .find(|s| s.0 <= position)
+                .copied()
+                .unwrap_or((b.first_position, BLOCK_HEADER_SIZE));
+            spans.push(ReadSpan {
+                file: b.file.clone(),
+                base: b.index as u64 * self.block_size,
+                start,
+                start_position,
+                end: b.end,
+            });
+            let got = b.end - start;
+            if got >= budget {
+                break;
+            }
+            budget -= got;
+        }
+        spans
+    }
+
+    /// Reads and verifies entries from snapshotted spans.
+    fn read_spans(
+        &self,
+        topic: &str,
+        spans: Vec<ReadSpan>,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> io::Result<Vec<PositionedEntry>> {
+        let mut out: Vec<PositionedEntry> = Vec::new();
+        let mut bytes = 0usize;
+        let max_entries = max_entries.min(MAX_BATCH_ENTRIES);
+        let corrupt = |pos: u64, what: &str| {
+            invalid(format!(
+                "topic {topic}: corrupt entry at position {pos} ({what})"
+            ))
+        };
+        for span in spans {
+            let mut off = span.start;
+            let mut pos = span.start_position;
+            while off < span.end {
+                let want = READ_CHUNK
+                    .max((max_bytes.saturating_sub(bytes) as u64).saturating_add(64))
+                    .min(span.end - off);
+                let mut buf = vec![0u8; want as usize];
+                span.file.file.read_exact_at(&mut buf, span.base + off)?;
+                let mut p = 0usize;
+                while p + ENTRY_HEADER_SIZE <= buf.len() {
+                    let h = EntryHeader::decode_unchecked(&buf[p..])
+                        .ok_or_else(|| corrupt(pos, "bad header"))?;
+                    if h.position != pos {
+                        return Err(corrupt(pos, "position out of sequence"));
+                    }
+                    let total = ENTRY_HEADER_SIZE + h.payload_len as usize;
+                    if off + (p + total) as u64 > span.end {
+                        return Err(corrupt(pos, "length past block end"));
+                    }
+                    let owned;
+                    let entry: &[u8] = if p + total <= buf.len() {
+                        &buf[p..p + total]
+                    } else if p == 0 {
+                        let mut big = vec![0u8; total];
+                        span.file.file.read_exact_at(&mut big, span.base + off)?;
+                        owned = big;
+                        &owned
+                    } else {
+                        break;
+                    };
+                    if pos >= position {
+                        if !out.is_empty() && bytes + h.payload_len as usize > max_bytes {
+                            return Ok(out);
+                        }
+                        if !EntryHeader::crc_ok(entry) {
+                            return Err(corrupt(pos, "checksum mismatch"));
+                        }
+                        bytes += h.payload_len as usize;
+                        out.push(PositionedEntry {
+                            position: pos,
+                            data: entry[ENTRY_HEADER_SIZE..].to_vec(),
+                        });
+                        if out.len() >= max_entries || bytes >= max_bytes {
+                            return Ok(out);
+                        }
+                    }
+                    p += total;
+                    pos += 1;
+                    if entry.len() > buf.len() {
+                        break;
+                    }
+                }
+                off += p as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- flushing -------------------------------------------------------------------------
+
+    fn flush_loop(&self, period: Duration) {
+        let mut stop = lock(&self.shutdown);
+        loop {
+            let (g, _) = self
+                .shutdown_cv
+                .wait_timeout(stop, period)
+                .unwrap_or_else(|p| p.into_inner());
+            stop = g;
+            if *stop {
+                return;
+            }
+            drop(stop);
+            let ticket = self.write_ticket.load(Ordering::SeqCst);
+            if let Err(e) = self.flush_upto(ticket, false) {
+                if !crate::quiet() {
+                    eprintln!("walrus: background flush failed: {e}");
+                }
+            }
+            stop = lock(&self.shutdown);
+        }
+    }
+
+    fn flush_upto(&self, ticket: u64, final_flush: bool) -> io::Result<()> {
+        if self.durable_ticket.load(Ordering::SeqCst) >= ticket {
+            // Cursor records may still be pending even when no entry is.
+            return self.index.sync();
+        }
+        self.flush_inner(final_flush)
+    }
+
+    fn flush_inner(&self, final_flush: bool) -> io::Result<()> {
+        let mut last_ckpt = lock(&self.flush_lock);
+        let target = self.write_ticket.load(Ordering::SeqCst);
+        let files: Vec<Arc<WalFile>> = lock(&self.dirty_files).drain().map(|(_, f)| f).collect();
+        let write_ckpts = final_flush || last_ckpt.elapsed() >= CHECKPOINT_INTERVAL;
+        // Snapshot what checkpoints may claim *before* syncing: only synced data is claimed.
+        let mut ckpts: Vec<(Arc<Topic>, Vec<(u64, u32, Checkpoint)>)> = Vec::new();
+        if write_ckpts {
+            let topics: Vec<Arc<Topic>> =
+                lock(&self.dirty_topics).drain().map(|(_, t)| t).collect();
+            for t in topics {
+                let st = lock(&t.state);
+                let list: Vec<(u64, u32, Checkpoint)> = st
+                    .blocks
+                    .iter()
+                    .filter(|b| b.ckpt.1 != b.end || b.ckpt.2 != b.sealed)
+                    .map(|b| {
+                        (
+                            b.file.id,
+                            b.index,
+                            Checkpoint {
+                                seq: b.ckpt.0 + 1,
+                                end: b.end,
+                                next_position: b.next_position,
+                                last_generation: b.last_generation,
+                                sealed: b.sealed,
+                                samples: b.samples.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                drop(st);
+                if !list.is_empty() {
+                    ckpts.push((t, list));
+                }
+            }
+        }
+        for f in &files {
+            if let Err(e) = f.file.sync_data() {
+                self.poison("fsync failed", &e);
+                return Err(e);
+            }
+        }
+        self.index.sync()?;
+        self.durable_ticket.fetch_max(target, Ordering::SeqCst);
+        if !write_ckpts || self.schedule == FsyncSchedule::NoFsync && !final_flush {
+            return Ok(());
+        }
+        *last_ckpt = Instant::now();
+        let mut touched: HashMap<u64, Arc<WalFile>> = HashMap::new();
+        for (t, list) in ckpts {
+            let mut st = lock(&t.state);
+            for (file_id, index, ck) in list {
+                let Some(b) = st
+                    .blocks
+                    .iter_mut()
+                    .find(|b| b.file.id == file_id && b.index == index)
+                else {
+                    continue;
+                };
+                let slot = CHECKPOINT_SLOTS[(ck.seq % 2) as usize];
+                let bytes = ck.encode();
+                debug_assert!(bytes.len() <= CHECKPOINT_SLOT_SIZE);
+                let at = b.index as u64 * self.block_size + slot;
+                if let Err(e) = b.file.file.write_all_at(&bytes, at) {
+                    self.poison("checkpoint write failed", &e);
+                    return Err(e);
+                }
+                b.ckpt = (ck.seq, ck.end, ck.sealed);
+                touched.insert(file_id, b.file.clone());
+            }
+        }
+        if final_flush {
+            for f in touched.values() {
+                f.file.sync_data()?;
+            }
+        } else {
+            let mut dirty = lock(&self.dirty_files);
+            for (id, f) in touched {
+                dirty.entry(id).or_insert(f);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn create_file(root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
+    let tmp = root.join(format!("{id}.tmp"));
+    let path = root.join(id.to_string());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    preallocate(&file, len)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(root)?;
+    Ok(WalFile { id, path, file })
+}
+
+/// Reserves real disk space (not a sparse file), so a full disk shows up here, not mid-write.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on a file descriptor we own; no memory is shared with the kernel.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        // File systems without fallocate: write zeros for real.
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        return Ok(());
+    }
+    Err(err)
+}
+
+// ----- recovery -----------------------------------------------------------------------------
+
+struct FoundBlock {
+    file: Arc<WalFile>,
+    index: u32,
+    header: BlockHeader,
+    ckpt: Option<Checkpoint>,
+}
+
+fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
+    let (index, state) = IndexLog::open(root)?;
+    let generation = state.max_generation + 1;
+    let upto = index.append(&[Record::Open { generation }])?;
+    index.sync_upto(upto)?;
+    let file_len = cfg.block_size * cfg.blocks_per_file as u64;
+
+    // 1. Every file, every block header.
+    let mut alloc = Allocator::default();
+    let mut found: Vec<FoundBlock> = Vec::new();
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    for de in std::fs::read_dir(root)? {
+        let de = de?;
+        let name = de.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            // A file creation that never completed.
+            std::fs::remove_file(de.path())?;
+            continue;
+        }
+        if let Ok(id) = name.parse::<u64>() {
+            names.push((id, de.path()));
+        }
+    }
+    names.sort();
+    for (id, path) in names {
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if len != file_len {
+            return Err(invalid(format!(
+                "{} is {len} bytes, expected {file_len} (block size {} × {} blocks)",
+                path.display(),
+                cfg.block_size,
+                cfg.blocks_per_file
+            )));
+        }
+        let wf = Arc::new(WalFile { id, path, file });
+        let mut allocated = 0u32;
+        let mut i = 0u32;
+        let mut hdr = vec![0u8; BLOCK_HEADER_SIZE as usize];
+        while i < cfg.blocks_per_file {
+            wf.file
+                .read_exact_at(&mut hdr, i as u64 * cfg.block_size)?;
+            match BlockHeader::decode(&hdr) {
+                Some(h) if i + h.span <= cfg.blocks_per_file => {
+                    let ckpt = CHECKPOINT_SLOTS
+                        .iter()
+                        .filter_map(|s| {
+                            Checkpoint::decode(
+                                &hdr[*s as usize..*s as usize + CHECKPOINT_SLOT_SIZE],
+                            )
+                        })
+                        .max_by_key(|c| c.seq);
+                    let span = h.span;
+                    found.push(FoundBlock {
+                        file: wf.clone(),
+                        index: i,
+                        header: h,
+                        ckpt,
+                    });
+                    i += span;
+                    allocated = i;
+                }
+                _ => i += 1,
+            }
+        }
+        alloc.last_id = alloc.last_id.max(id);
+        alloc.files.insert(
+            id,
+            FileMeta {
+                file: wf,
+                allocated,
+                live: 0,
+            },
+        );
+    }
+
+    // 2. Group by topic life; drop deleted and superseded lives.
+    let mut lives: HashMap<Vec<u8>, BTreeMap<u64, Vec<FoundBlock>>> = HashMap::new();
+    let mut max_incarnation_gen = 0u64;
+    for b in found {
+        max_incarnation_gen = max_incarnation_gen.max(b.header.incarnation >> 32);
+        lives
+            .entry(b.header.topic.clone())
+            .or_default()
+            .entry(b.header.incarnation)
+            .or_default()
+            .push(b);
+    }
+    let mut topics = HashMap::new();
+    let mut to_invalidate: Vec<(Arc<WalFile>, u32)> = Vec::new();
+    let mut live_blocks: Vec<(u64, u32)> = Vec::new();
+    for (name_bytes, mut by_inc) in lives {
+        let deleted = state.deleted.get(&name_bytes);
+        by_inc.retain(|inc, _| !deleted.is_some_and(|d| d.contains(inc)));
+        let Some((&inc, _)) = by_inc.iter().next_back() else {
+            continue;
+        };
+        let Some(mut blocks) = by_inc.remove(&inc) else {
+            continue;
+        };
+        let Ok(name) = String::from_utf8(name_bytes.clone()) else {
+            continue;
+        };
+        blocks.sort_by_key(|b| b.header.seq);
+        let trim = state
+            .trims
+            .get(&(name_bytes.clone(), inc))
+            .copied()
+            .unwrap_or(0);
+        let next_seq = blocks.last().map(|b| b.header.seq + 1).unwrap_or(0);
+        // Blocks wholly before the retention mark are dead without a scan.
+        let first_live = (0..blocks.len())
+            .find(|&k| {
+                blocks
+                    .get(k + 1)
+                    .is_none_or(|nb| nb.header.first_position > trim)
+            })
+            .unwrap_or(0);
+        let chain = rebuild_chain(inc, &blocks[first_live..], cfg)?;
+        for b in &blocks[first_live + chain.len()..] {
+            to_invalidate.push((b.file.clone(), b.index));
+        }
+        let next_position = chain
+            .last()
+            .map(|b| b.next_position)
+            .unwrap_or(trim)
+            .max(trim);
+        let first_position = chain
+            .first()
+            .map(|b| b.first_position)
+            .unwrap_or(next_position)
+            .max(trim);
+        for b in &chain {
+            live_blocks.push((b.file.id, b.span));
+        }
+        topics.insert(
+            name.clone(),
+            Arc::new(Topic {
+                name,
+                state: Mutex::new(TopicState {
+                    incarnation: inc,
+                    first_position,
+                    next_position,
+                    next_seq,
+                    blocks: chain.into(),
+                    deleted: false,
+                    reads_since_persist: 0,
+                }),
+                batch_in_flight: AtomicBool::new(false),
+            }),
+        );
+    }
+    // Topics whose every block is gone but whose retention mark remembers the position.
+    for ((name_bytes, inc), pos) in &state.trims {
+        let Ok(name) = String::from_utf8(name_bytes.clone()) else {
+            continue;
+        };
+        if topics.contains_key(&name) {
+            continue;
+        }
+        topics.insert(
+            name.clone(),
+            Arc::new(Topic {
+                name,
+                state: Mutex::new(TopicState {
+                    incarnation: *inc,
+                    first_position: *pos,
+                    next_position: *pos,
+                    next_seq: 0,
+                    blocks: VecDeque::new(),
+                    deleted: false,
+                    reads_since_persist: 0,
+                }),
+                batch_in_flight: AtomicBool::new(false),
+            }),
+        );
+    }
+
+    // 3. Orphans (blocks past a torn tail) lose their header so they are never read again.
+    let mut synced: HashMap<u64, Arc<WalFile>> = HashMap::new();
+    for (f, idx) in to_invalidate {
+        f.file
+            .write_all_at(&[0u8; 8], idx as u64 * cfg.block_size)?;
+        synced.insert(f.id, f);
+    }
+    for f in synced.values() {
+        f.file.sync_data()?;
+    }
+
+    // 4. Live counts; files with nothing alive go.
+    for (id, span) in live_blocks {
+        if let Some(m) = alloc.files.get_mut(&id) {
+            m.live += span;
+        }
+    }
+    let last = alloc.files.keys().next_back().copied();
+    let dead_files: Vec<u64> = alloc
+        .files
+        .iter()
+        .filter(|(id, m)| m.live == 0 && (Some(**id) != last || m.allocated == cfg.blocks_per_file))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in dead_files {
+        if let Some(m) = alloc.files.remove(&id) {
+            std::fs::remove_file(&m.file.path)?;
+        }
+    }
+    alloc.current = alloc
+        .files
+        .iter()
+        .next_back()
+        .filter(|(_, m)| m.allocated < cfg.blocks_per_file)
+        .map(|(id, _)| *id);
+
+    // 5. Cursors never point past the data.
+    let mut cursors: HashMap<String, BTreeMap<Vec<u8>, Cursor>> = HashMap::new();
+    for (t, m) in state.cursors {
+        let Ok(name) = String::from_utf8(t) else {
+            continue;
+        };
+        let next = topics
+            .get(&name)
+            .map(|t: &Arc<Topic>| lock(&t.state).next_position)
+            .unwrap_or(0);
+        let m = m
+            .into_iter()
+            .map(|(k, mut c)| {
+                c.position = c.position.min(next);
+                (k, c)
+            })
+            .collect();
+        cursors.insert(name, m);
+    }
+
+    let incarnation_base = (generation as u64) << 32;
+    debug_assert!(max_incarnation_gen < generation as u64);
+    Ok(Shared {
+        root: root.to_path_buf(),
+        block_size: cfg.block_size,
+        blocks_per_file: cfg.blocks_per_file,
+        consistency: cfg.consistency,
+        schedule: cfg.schedule,
+        generation,
+        next_incarnation: AtomicU64::new(incarnation_base),
+        alloc: Mutex::new(alloc),
+        topics: RwLock::new(topics),
+        index,
+        cursors: Mutex::new(cursors),
+        dirty_topics: Mutex::new(HashMap::new()),
+        dirty_files: Mutex::new(HashMap::new()),
+        write_ticket: AtomicU64::new(0),
+        durable_ticket: AtomicU64::new(0),
+        flush_lock: Mutex::new(Instant::now()),
+        poisoned: Mutex::new(None),
+        #[cfg(target_os = "linux")]
+        ring: crate::uring::Ring::new(),
+        shutdown: Mutex::new(false),
+        shutdown_cv: Condvar::new(),
+    })
+}
+
+/// Rebuilds a topic's chain from its blocks (sorted by seq): trusts checkpoints, scans only what
+/// came after them, and stops at the first block that does not continue the chain.
+fn rebuild_chain(
+    incarnation: u64,
+    blocks: &[FoundBlock],
+    cfg: &WalrusBuilder,
+) -> io::Result<Vec<Block>> {
+    let mut chain: Vec<Block> = Vec::new();
+    // Scan state carried across blocks: entries of an unfinished batch are tentative.
+    let mut expect_pos: Option<u64> = None;
+    let mut last_gen = 0u32;
+    // (chain index, end, next_position, samples len) at the last batch boundary.
+    let mut committed: Option<(usize, u64, u64, usize)> = None;
+    for fb in blocks {
+        let h = &fb.header;
+        if let Some(p) = expect_pos {
+            if h.first_position != p {
+                break;
+            }
+        }
+        let capacity = h.span as u64 * cfg.block_size;
+        let mut b = Block {
+            file: fb.file.clone(),
+            index: fb.index,
+            span: h.span,
+            first_position: h.first_position,
+            end: BLOCK_HEADER_SIZE,
+            next_position: h.first_position,
+            last_generation: last_gen,
+            samples: vec![(h.first_position, BLOCK_HEADER_SIZE)],
+            sealed: false,
+            ckpt: (0, 0, false),
+        };
+        if let Some(c) = &fb.ckpt {
+            if c.end >= BLOCK_HEADER_SIZE
+                && c.end <= capacity
+                && c.next_position >= h.first_position
+            {
+                b.end = c.end;
+                b.next_position = c.next_position;
+                b.last_generation = c.last_generation;
+                b.samples = c.samples.clone();
+                b.sealed = c.sealed;
+                b.ckpt = (c.seq, c.end, c.sealed);
+                last_gen = c.last_generation;
+            }
+        }
+        let idx = chain.len();
+        committed = committed.or(Some((idx, b.end, b.next_position, b.samples.len())));
+        if b.ckpt.0 > 0 && committed.is_some_and(|c| c.0 < idx) {
+            // A checkpoint only ever covers whole batches.
+            committed = Some((idx, b.end, b.next_position, b.samples.len()));
+        }
+        if !b.sealed {
+            // Scan from the checkpoint (or the block start) to the first invalid entry.
+            let base = fb.index as u64 * cfg.block_size;
+            let stride = (cfg.block_size / MAX_SAMPLES as u64).max(4096);
+            let mut off = b.end;
+            let mut pos = b.next_position;
+            let mut buf = Vec::new();
+            let mut buf_at = u64::MAX;
+            'scan: while off + ENTRY_HEADER_SIZE as u64 <= capacity {
+                // Keep a window of the file in memory.
+                let need_hdr = off + ENTRY_HEADER_SIZE as u64;
+                if buf_at == u64::MAX || off < buf_at || need_hdr > buf_at + buf.len() as u64 {
+                    let n = READ_CHUNK.min(capacity - off);
+                    buf = vec![0u8; n as usize];
+                    fb.file.file.read_exact_at(&mut buf, base + off)?;
+                    buf_at = off;
+                }
+                let rel = (off - buf_at) as usize;
+                let Some(eh) = EntryHeader::decode_unchecked(&buf[rel..]) else {
+                    break 'scan;
+                };
+                let total = ENTRY_HEADER_SIZE as u64 + eh.payload_len as u64;
+                if eh.position != pos
+                    || eh.incarnation != incarnation
+                    || eh.generation < last_gen
+                    || off + total > capacity
+                {
+                    break 'scan;
+                }
+                let ok = if rel as u64 + total <= buf.len() as u64 {
+                    EntryHeader::crc_ok(&buf[rel..rel + total as usize])
+                } else {
+                    let mut whole = vec![0u8; total as usize];
+                    fb.file.file.read_exact_at(&mut whole, base + off)?;
+                    EntryHeader::crc_ok(&whole)
+                };
+                if !ok {
+                    break 'scan;
+                }
+                let last_sample = b.samples.last().map(|s| s.1).unwrap_or(0);
+                if off - last_sample >= stride && b.samples.len() < MAX_SAMPLES {
+                    b.samples.push((pos, off));
+                }
+                off += total;
+                pos += 1;
+                last_gen = eh.generation;
+                b.end = off;
+                b.next_position = pos;
+                b.last_generation = eh.generation;
+                if eh.batch_left == 0 {
+                    committed = Some((idx, b.end, b.next_position, b.samples.len()));
+                }
+            }
+            // Whatever stopped the scan (free space, a torn entry), a following block belongs
+            // to the chain only if it starts exactly where this one ends (checked above).
+        }
+        expect_pos = Some(b.next_position);
+        chain.push(b);
+    }
+    // Cut back to the last complete batch.
+    if let Some((idx, end, next, nsamples)) = committed {
+        chain.truncate(idx + 1);
+        if let Some(b) = chain.last_mut() {
+            if b.end != end {
+                b.end = end;
+                b.next_position = next;
+                b.samples.truncate(nsamples.max(1));
+                b.sealed = false;
+            }
+        }
+    }
+    Ok(chain)
+}

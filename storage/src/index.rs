@@ -1,0 +1,505 @@
+//! The read-offset index (`read_offset_idx_index.db`): an append-only log of small records —
+//! named cursors, retention marks, topic deletions and instance generations — replayed at open.
+//!
+//! Commits append one record and share fsyncs (group commit); the file is rewritten with only the
+//! live state (write to a temporary file, fsync, rename, fsync the directory) when it grows to
+//! several times that state.
+
+use crate::format::invalid;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+pub const INDEX_FILE: &str = "read_offset_idx_index.db";
+const FILE_MAGIC: &[u8; 8] = b"WALRUSIX";
+/// Longest metadata a cursor carries.
+pub const MAX_CURSOR_METADATA: usize = 4096;
+const COMPACT_MIN_BYTES: u64 = 8 << 20;
+
+/// A named read position in a topic, with caller-defined metadata bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Cursor {
+    pub position: u64,
+    pub metadata: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An instance opened with this writer generation.
+    Open { generation: u32 },
+    CursorSet { topic: Vec<u8>, name: Vec<u8>, cursor: Cursor },
+    CursorDelete { topic: Vec<u8>, name: Vec<u8> },
+    /// Entries of this topic life before `position` are gone.
+    Trim { topic: Vec<u8>, incarnation: u64, position: u64 },
+    /// This topic life is deleted.
+    TopicDelete { topic: Vec<u8>, incarnation: u64 },
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(invalid("index record truncated"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> io::Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+}
+
+impl Record {
+    /// Frame: crc u32 (over kind and body) | body_len u32 | kind u8 | body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 8]);
+        match self {
+            Record::Open { generation } => {
+                out.push(1);
+                out.extend_from_slice(&generation.to_le_bytes());
+            }
+            Record::CursorSet {
+                topic,
+                name,
+                cursor,
+            } => {
+                out.push(2);
+                put_bytes(out, topic);
+                put_bytes(out, name);
+                out.extend_from_slice(&cursor.position.to_le_bytes());
+                put_bytes(out, &cursor.metadata);
+            }
+            Record::CursorDelete { topic, name } => {
+                out.push(3);
+                put_bytes(out, topic);
+                put_bytes(out, name);
+            }
+            Record::Trim {
+                topic,
+                incarnation,
+                position,
+            } => {
+                out.push(4);
+                put_bytes(out, topic);
+                out.extend_from_slice(&incarnation.to_le_bytes());
+                out.extend_from_slice(&position.to_le_bytes());
+            }
+            Record::TopicDelete { topic, incarnation } => {
+                out.push(5);
+                put_bytes(out, topic);
+                out.extend_from_slice(&incarnation.to_le_bytes());
+            }
+        }
+        let body_len = (out.len() - start - 8) as u32;
+        let crc = crc32c::crc32c(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&body_len.to_le_bytes());
+    }
+
+    /// Decodes one record at the start of `b`; `Ok(None)` at a clean or torn end.
+    pub fn decode(b: &[u8]) -> io::Result<Option<(Record, usize)>> {
+        if b.len() < 8 {
+            return Ok(None);
+        }
+        let crc = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        if len == 0 || b.len() < 8 + len || crc32c::crc32c(&b[8..8 + len]) != crc {
+            return Ok(None);
+        }
+        let mut r = Reader(&b[8..8 + len]);
+        let rec = match r.u8()? {
+            1 => Record::Open {
+                generation: r.u32()?,
+            },
+            2 => Record::CursorSet {
+                topic: r.bytes()?,
+                name: r.bytes()?,
+                cursor: Cursor {
+                    position: r.u64()?,
+                    metadata: r.bytes()?,
+                },
+            },
+            3 => Record::CursorDelete {
+                topic: r.bytes()?,
+                name: r.bytes()?,
+            },
+            4 => Record::Trim {
+                topic: r.bytes()?,
+                incarnation: r.u64()?,
+                position: r.u64()?,
+            },
+            5 => Record::TopicDelete {
+                topic: r.bytes()?,
+                incarnation: r.u64()?,
+            },
+            k => return Err(invalid(format!("unknown index record kind {k}"))),
+        };
+        Ok(Some((rec, 8 + len)))
+    }
+}
+
+/// Everything the index log says, folded.
+#[derive(Default, Debug)]
+pub struct IndexState {
+    pub max_generation: u32,
+    pub cursors: HashMap<Vec<u8>, BTreeMap<Vec<u8>, Cursor>>,
+    /// (topic, incarnation) → first live position.
+    pub trims: HashMap<(Vec<u8>, u64), u64>,
+    /// (topic, incarnation) of deleted topic lives.
+    pub deleted: HashMap<Vec<u8>, Vec<u64>>,
+}
+
+impl IndexState {
+    pub fn apply(&mut self, rec: &Record) {
+        match rec {
+            Record::Open { generation } => {
+                self.max_generation = self.max_generation.max(*generation)
+            }
+            Record::CursorSet {
+                topic,
+                name,
+                cursor,
+            } => {
+                self.cursors
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(name.clone(), cursor.clone());
+            }
+            Record::CursorDelete { topic, name } => {
+                if let Some(m) = self.cursors.get_mut(topic) {
+                    m.remove(name);
+                    if m.is_empty() {
+                        self.cursors.remove(topic);
+                    }
+                }
+            }
+            Record::Trim {
+                topic,
+                incarnation,
+                position,
+            } => {
+                let e = self
+                    .trims
+                    .entry((topic.clone(), *incarnation))
+                    .or_insert(0);
+                *e = (*e).max(*position);
+            }
+            Record::TopicDelete { topic, incarnation } => {
+                self.deleted
+                    .entry(topic.clone())
+                    .or_default()
+                    .push(*incarnation);
+                self.trims.remove(&(topic.clone(), *incarnation));
+                self.cursors.remove(topic);
+            }
+        }
+    }
+
+    /// The records that rebuild this state from nothing.
+    fn snapshot(&self) -> Vec<Record> {
+        let mut out = vec![Record::Open {
+            generation: self.max_generation,
+        }];
+        for (topic, incs) in &self.deleted {
+            for inc in incs {
+                out.push(Record::TopicDelete {
+                    topic: topic.clone(),
+                    incarnation: *inc,
+                });
+            }
+        }
+        for ((topic, inc), pos) in &self.trims {
+            out.push(Record::Trim {
+                topic: topic.clone(),
+                incarnation: *inc,
+                position: *pos,
+            });
+        }
+        for (topic, m) in &self.cursors {
+            for (name, c) in m {
+                out.push(Record::CursorSet {
+                    topic: topic.clone(),
+                    name: name.clone(),
+                    cursor: c.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+struct LogFile {
+    file: File,
+    len: u64,
+    /// Bytes of the live state when the file was last rewritten.
+    live_len: u64,
+}
+
+/// The open index log with group-commit syncing.
+pub struct IndexLog {
+    dir: PathBuf,
+    log: Mutex<LogFile>,
+    /// Mirrors the file's content, used to rewrite it compactly.
+    state: Mutex<IndexState>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    synced_len: u64,
+    syncing: bool,
+}
+
+impl IndexLog {
+    /// Opens (or creates) the index in `dir`, replays it, and truncates a torn tail.
+    pub fn open(dir: &Path) -> io::Result<(IndexLog, IndexState)> {
+        let path = dir.join(INDEX_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        let mut state = IndexState::default();
+        let mut at = FILE_MAGIC.len();
+        if buf.len() < FILE_MAGIC.len() {
+            // New (or torn at creation): start afresh.
+            file.set_len(0)?;
+            file.write_all_at(FILE_MAGIC, 0)?;
+            file.sync_all()?;
+            sync_dir(dir)?;
+        } else if &buf[..8] != FILE_MAGIC {
+            return Err(invalid(format!(
+                "{} is not a Walrus index (bad magic)",
+                path.display()
+            )));
+        } else {
+            while let Some((rec, n)) = Record::decode(&buf[at..])? {
+                state.apply(&rec);
+                at += n;
+            }
+            if at < buf.len() {
+                // A torn tail from a crash: cut it so that new records follow valid ones.
+                file.set_len(at as u64)?;
+                file.sync_all()?;
+            }
+        }
+        let len = at.max(FILE_MAGIC.len()) as u64;
+        let mirror = IndexState {
+            max_generation: state.max_generation,
+            cursors: state.cursors.clone(),
+            trims: state.trims.clone(),
+            deleted: state.deleted.clone(),
+        };
+        Ok((
+            IndexLog {
+                dir: dir.to_path_buf(),
+                log: Mutex::new(LogFile {
+                    file,
+                    len,
+                    live_len: len,
+                }),
+                state: Mutex::new(mirror),
+                sync: Mutex::new(SyncState {
+                    synced_len: len,
+                    syncing: false,
+                }),
+                synced: Condvar::new(),
+            },
+            state,
+        ))
+    }
+
+    /// Appends records (not yet durable); returns the log length that covers them.
+    pub fn append(&self, recs: &[Record]) -> io::Result<u64> {
+        let mut buf = Vec::new();
+        for r in recs {
+            r.encode(&mut buf);
+        }
+        let mut log = lock(&self.log);
+        {
+            let mut st = lock(&self.state);
+            for r in recs {
+                st.apply(r);
+            }
+        }
+        log.file.write_all_at(&buf, log.len)?;
+        log.len += buf.len() as u64;
+        if log.len > COMPACT_MIN_BYTES && log.len > 4 * log.live_len.max(1) {
+            self.rewrite(&mut log)?;
+        }
+        Ok(log.len)
+    }
+
+    /// Returns once the log is durable up to `upto` (group commit: one fsync serves many).
+    pub fn sync_upto(&self, upto: u64) -> io::Result<()> {
+        let mut st = lock(&self.sync);
+        loop {
+            if st.synced_len >= upto {
+                return Ok(());
+            }
+            if !st.syncing {
+                break;
+            }
+            st = self
+                .synced
+                .wait(st)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        st.syncing = true;
+        drop(st);
+        let (file, len) = {
+            let log = lock(&self.log);
+            (log.file.try_clone(), log.len)
+        };
+        let res = file.and_then(|f| f.sync_data());
+        let mut st = lock(&self.sync);
+        st.syncing = false;
+        if res.is_ok() {
+            st.synced_len = st.synced_len.max(len);
+        }
+        self.synced.notify_all();
+        res
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        let len = lock(&self.log).len;
+        self.sync_upto(len)
+    }
+
+    fn rewrite(&self, log: &mut LogFile) -> io::Result<()> {
+        let recs = lock(&self.state).snapshot();
+        let mut buf = FILE_MAGIC.to_vec();
+        for r in &recs {
+            r.encode(&mut buf);
+        }
+        let tmp = self.dir.join(format!("{INDEX_FILE}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.dir.join(INDEX_FILE))?;
+        sync_dir(&self.dir)?;
+        log.file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(INDEX_FILE))?;
+        log.len = buf.len() as u64;
+        log.live_len = log.len;
+        let mut st = lock(&self.sync);
+        // The rewritten file is fully durable; lengths restart with it.
+        st.synced_len = log.len;
+        Ok(())
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (state stays valid: every
+/// critical section here leaves it consistent before any call that can panic).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let recs = vec![
+            Record::Open { generation: 3 },
+            Record::CursorSet {
+                topic: b"t".to_vec(),
+                name: b"g".to_vec(),
+                cursor: Cursor {
+                    position: 9,
+                    metadata: b"meta".to_vec(),
+                },
+            },
+            Record::CursorDelete {
+                topic: b"t".to_vec(),
+                name: b"g".to_vec(),
+            },
+            Record::Trim {
+                topic: b"t".to_vec(),
+                incarnation: 4,
+                position: 7,
+            },
+            Record::TopicDelete {
+                topic: b"t".to_vec(),
+                incarnation: 4,
+            },
+        ];
+        let mut buf = Vec::new();
+        for r in &recs {
+            r.encode(&mut buf);
+        }
+        let mut at = 0;
+        for r in &recs {
+            let (got, n) = Record::decode(&buf[at..]).unwrap().unwrap();
+            assert_eq!(&got, r);
+            at += n;
+        }
+        assert_eq!(at, buf.len());
+        // A torn tail decodes as the end.
+        assert!(Record::decode(&buf[..buf.len() - 1]).unwrap().is_some());
+        let last_start = buf.len() - 8 - 1 - 4 - 1 - 8;
+        assert!(Record::decode(&buf[last_start..buf.len() - 1])
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn reopen_replays_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (log, _) = IndexLog::open(dir.path()).unwrap();
+            for i in 0..10u64 {
+                log.append(&[Record::CursorSet {
+                    topic: b"t".to_vec(),
+                    name: b"g".to_vec(),
+                    cursor: Cursor {
+                        position: i,
+                        metadata: vec![],
+                    },
+                }])
+                .unwrap();
+            }
+            log.sync().unwrap();
+        }
+        let (_, st) = IndexLog::open(dir.path()).unwrap();
+        assert_eq!(st.cursors[&b"t".to_vec()][&b"g".to_vec()].position, 9);
+    }
+}

@@ -1,0 +1,241 @@
+//! The public API against real files: seed calls, positions, cursors, retention, reopen.
+
+use walrus::{FsyncSchedule, ReadConsistency, Walrus, WalrusBuilder};
+
+fn small(dir: &std::path::Path) -> WalrusBuilder {
+    Walrus::builder()
+        .data_dir(dir)
+        .block_size(64 * 1024)
+        .blocks_per_file(4)
+        .fsync(FsyncSchedule::NoFsync)
+}
+
+fn entry(topic: u32, i: u64, len: usize) -> Vec<u8> {
+    let mut v = format!("{topic}:{i}:").into_bytes();
+    v.resize(len.max(v.len()), (i % 251) as u8);
+    v
+}
+
+#[test]
+fn seed_api_round_trip_and_peek() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = small(dir.path()).open().unwrap();
+    wal.append_for_topic("a", b"one").unwrap();
+    wal.batch_append_for_topic("a", &[b"two", b"three"]).unwrap();
+    // Peek does not move the cursor.
+    assert_eq!(wal.read_next("a", false).unwrap().unwrap().data, b"one");
+    assert_eq!(wal.read_next("a", true).unwrap().unwrap().data, b"one");
+    let rest = wal.batch_read_for_topic("a", 1 << 20, true).unwrap();
+    let rest: Vec<_> = rest.into_iter().map(|e| e.data).collect();
+    assert_eq!(rest, vec![b"two".to_vec(), b"three".to_vec()]);
+    assert!(wal.read_next("a", true).unwrap().is_none());
+    assert!(wal.read_next("missing", true).unwrap().is_none());
+}
+
+#[test]
+fn batch_read_returns_one_entry_even_when_larger_than_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = small(dir.path()).open().unwrap();
+    wal.append_for_topic("t", &[7u8; 5000]).unwrap();
+    wal.append_for_topic("t", &[8u8; 10]).unwrap();
+    let got = wal.batch_read_for_topic("t", 10, true).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data.len(), 5000);
+    let got = wal.batch_read_for_topic("t", 10, true).unwrap();
+    assert_eq!(got[0].data, vec![8u8; 10]);
+}
+
+#[test]
+fn limits_and_edge_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = small(dir.path()).open().unwrap();
+    let many: Vec<&[u8]> = vec![b"x"; 2001];
+    let err = wal.batch_append_for_topic("t", &many).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    // An empty batch creates nothing.
+    wal.batch_append_for_topic("empty", &[]).unwrap();
+    assert!(wal.topic_stats("empty").is_none());
+    assert_eq!(wal.file_count(), 0);
+    // Zero-length entries and long topic names.
+    let long = "t".repeat(300);
+    wal.append_for_topic(&long, b"").unwrap();
+    assert_eq!(wal.read_next(&long, true).unwrap().unwrap().data, b"");
+    // An entry larger than a block spans blocks.
+    let big = vec![9u8; 150 * 1024];
+    let pos = wal.append("big", &big).unwrap();
+    assert_eq!(wal.read_at("big", pos, 0, 1).unwrap()[0].data, big);
+    drop(wal);
+    let wal = small(dir.path()).open().unwrap();
+    assert_eq!(wal.read_at("big", 0, 0, 1).unwrap()[0].data, big);
+}
+
+#[test]
+fn positions_seek_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000u64;
+    {
+        let wal = small(dir.path()).open().unwrap();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let data: Vec<Vec<u8>> = chunk.iter().map(|i| entry(1, *i, 300)).collect();
+            let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+            let r = wal.batch_append("t", &refs).unwrap();
+            assert_eq!(r, chunk[0]..chunk[0] + chunk.len() as u64);
+        }
+        for p in [0u64, 1, 777, 1500, 2999] {
+            let got = wal.read_at("t", p, 1000, 5).unwrap();
+            assert_eq!(got[0].position, p);
+            assert_eq!(got[0].data, entry(1, p, 300));
+        }
+        assert_eq!(wal.read_at("t", n, 1000, 5).unwrap().len(), 0);
+    }
+    for _ in 0..2 {
+        let wal = small(dir.path()).open().unwrap();
+        let st = wal.topic_stats("t").unwrap();
+        assert_eq!(st.next_position, n);
+        let mut p = 0;
+        while p < n {
+            let got = wal.read_at("t", p, 64 * 1024, 2000).unwrap();
+            assert!(!got.is_empty());
+            for e in &got {
+                assert_eq!(e.position, p);
+                assert_eq!(e.data, entry(1, p, 300));
+                p += 1;
+            }
+        }
+    }
+    // Appends continue after reopen.
+    let wal = small(dir.path()).open().unwrap();
+    assert_eq!(wal.append("t", b"more").unwrap(), n);
+}
+
+#[test]
+fn named_cursors_persist_with_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = small(dir.path()).open().unwrap();
+        for i in 0..10 {
+            wal.append("t", &entry(0, i, 10)).unwrap();
+        }
+        wal.set_cursor("t", b"g1", 3, b"meta-1").unwrap();
+        wal.set_cursor("t", b"g2", 7, b"").unwrap();
+        wal.set_cursor("t", b"g1", 5, b"meta-2").unwrap();
+        wal.flush().unwrap();
+        assert!(wal.set_cursor("t", b"g3", 1, &[0u8; 5000]).is_err());
+    }
+    let wal = small(dir.path()).open().unwrap();
+    let c = wal.cursor("t", b"g1").unwrap();
+    assert_eq!((c.position, c.metadata.as_slice()), (5, &b"meta-2"[..]));
+    assert_eq!(wal.cursor("t", b"g2").unwrap().position, 7);
+    assert_eq!(wal.cursors("t").len(), 2);
+    wal.delete_cursor("t", b"g2").unwrap();
+    drop(wal);
+    let wal = small(dir.path()).open().unwrap();
+    assert!(wal.cursor("t", b"g2").is_none());
+}
+
+#[test]
+fn strictly_at_once_cursor_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = small(dir.path())
+            .consistency(ReadConsistency::StrictlyAtOnce)
+            .open()
+            .unwrap();
+        for i in 0..5 {
+            wal.append("t", &entry(0, i, 10)).unwrap();
+        }
+        wal.read_next("t", true).unwrap();
+        wal.read_next("t", true).unwrap();
+    }
+    let wal = small(dir.path()).open().unwrap();
+    assert_eq!(wal.read_next("t", true).unwrap().unwrap().data, entry(0, 2, 10));
+}
+
+#[test]
+fn retention_gives_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = small(dir.path()).open().unwrap();
+    let data = vec![1u8; 20 * 1024];
+    for _ in 0..40 {
+        wal.append("t", &data).unwrap();
+    }
+    let files_before = wal.file_count();
+    assert!(files_before >= 3, "{files_before}");
+    wal.truncate_before("t", 35).unwrap();
+    assert!(wal.file_count() < files_before);
+    let st = wal.topic_stats("t").unwrap();
+    assert_eq!(st.first_position, 35);
+    assert_eq!(wal.read_at("t", 0, 0, 1).unwrap()[0].position, 35);
+    drop(wal);
+    let wal = small(dir.path()).open().unwrap();
+    assert_eq!(wal.topic_stats("t").unwrap().first_position, 35);
+    assert_eq!(wal.topic_stats("t").unwrap().next_position, 40);
+    wal.delete_topic("t").unwrap();
+    assert!(wal.topic_stats("t").is_none());
+    assert!(wal.file_count() <= 1);
+    drop(wal);
+    let wal = small(dir.path()).open().unwrap();
+    assert!(wal.topic_stats("t").is_none());
+    // A re-created topic starts again at 0.
+    assert_eq!(wal.append("t", b"new").unwrap(), 0);
+}
+
+#[test]
+fn two_instances_are_independent() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = small(dir.path()).key("a").open().unwrap();
+    let b = small(dir.path()).key("b/c").open().unwrap();
+    a.append("t", b"from a").unwrap();
+    assert!(b.topic_stats("t").is_none());
+    assert!(dir.path().join("a").is_dir());
+    assert!(dir.path().join("b_c").is_dir());
+}
+
+#[test]
+fn concurrent_writers_and_sync_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = std::sync::Arc::new(small(dir.path()).fsync(FsyncSchedule::SyncEach).open().unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    wal.append(&format!("t{t}"), &entry(t, i, 100)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for t in 0..4 {
+        let got = wal.read_at(&format!("t{t}"), 0, usize::MAX, 2000).unwrap();
+        assert_eq!(got.len(), 200);
+    }
+}
+
+#[test]
+fn corrupt_entry_is_an_error_naming_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = small(dir.path()).open().unwrap();
+        wal.append("t", &[5u8; 100]).unwrap();
+        wal.append("t", &[6u8; 100]).unwrap();
+    }
+    // Flip a payload byte of the second entry (block 0 starts at 0; data at 4096).
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().parse::<u64>().is_ok())
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.write_all_at(&[0xff], 4096 + 132 + 32 + 50).unwrap();
+    drop(f);
+    let wal = small(dir.path()).open().unwrap();
+    // The checkpoint covered both entries, so the damage is found when reading.
+    let err = wal.read_at("t", 1, 1000, 10).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("position 1"), "{err}");
+    assert_eq!(wal.read_at("t", 0, 0, 1).unwrap()[0].data, vec![5u8; 100]);
+}
