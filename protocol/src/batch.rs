@@ -1,0 +1,285 @@
+//! Zero-copy views of Kafka RecordBatches (magic 2), the unit Tusk stores.
+//!
+//! Header layout (big-endian): base_offset i64 @0, batch_length i32 @8, partition_leader_epoch
+//! i32 @12, magic i8 @16, crc u32 @17, attributes i16 @21, last_offset_delta i32 @23,
+//! base_timestamp i64 @27, max_timestamp i64 @35, producer_id i64 @43, producer_epoch i16 @51,
+//! base_sequence i32 @53, records_count i32 @57, records @61. The CRC-32C covers bytes 21.. to
+//! the end, so base offset and leader epoch can be patched without recomputing it.
+
+use std::ops::Range;
+
+pub const HEADER_LEN: usize = 61;
+const CRC_START: usize = 21;
+/// Attribute bits.
+pub const COMPRESSION_MASK: i16 = 0x07;
+pub const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
+pub const TRANSACTIONAL: i16 = 0x10;
+pub const CONTROL: i16 = 0x20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("record batch truncated: {0}")]
+    Truncated(String),
+    #[error("unsupported record batch magic {0} (only v2 is supported)")]
+    UnsupportedMagic(i8),
+    #[error("record batch CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("record batch is invalid: {0}")]
+    Invalid(String),
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// The fixed header of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header fields (no validation beyond length and magic).
+    pub fn parse(b: &[u8]) -> Result<BatchHeader, BatchError> {
+        if b.len() < 17 {
+            return Err(BatchError::Truncated(format!("{} bytes", b.len())));
+        }
+        let magic = b[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        if b.len() < HEADER_LEN {
+            return Err(BatchError::Truncated(format!("{} bytes", b.len())));
+        }
+        Ok(BatchHeader {
+            base_offset: be_i64(b, 0),
+            batch_length: be_i32(b, 8),
+            partition_leader_epoch: be_i32(b, 12),
+            magic,
+            crc: u32::from_be_bytes([b[17], b[18], b[19], b[20]]),
+            attributes: be_i16(b, 21),
+            last_offset_delta: be_i32(b, 23),
+            base_timestamp: be_i64(b, 27),
+            max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
+            producer_epoch: be_i16(b, 51),
+            base_sequence: be_i32(b, 53),
+            records_count: be_i32(b, 57),
+        })
+    }
+
+    /// Size of the whole batch in bytes.
+    pub fn total_len(&self) -> usize {
+        self.batch_length.max(0) as usize + 12
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+    pub fn compression(&self) -> i16 {
+        self.attributes & COMPRESSION_MASK
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0
+    }
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+    /// Sequence of the last record (wrapping at i32::MAX like Kafka).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return -1;
+        }
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+}
+
+/// Splits a produce request's records into batches, validating each fully (sizes, magic, CRC,
+/// record count vs last offset delta).
+pub fn split_and_validate(records: &[u8]) -> Result<Vec<(Range<usize>, BatchHeader)>, BatchError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let h = BatchHeader::parse(&records[at..])?;
+        let len = h.total_len();
+        if h.batch_length < (HEADER_LEN - 12) as i32 {
+            return Err(BatchError::Invalid(format!(
+                "batch length {} is below the header size",
+                h.batch_length
+            )));
+        }
+        if at + len > records.len() {
+            return Err(BatchError::Truncated(format!(
+                "batch of {len} bytes at {at}, only {} bytes left",
+                records.len() - at
+            )));
+        }
+        let b = &records[at..at + len];
+        let computed = crc32c::crc32c(&b[CRC_START..]);
+        if computed != h.crc {
+            return Err(BatchError::CrcMismatch {
+                stored: h.crc,
+                computed,
+            });
+        }
+        if h.records_count < 0 || h.last_offset_delta < 0 {
+            return Err(BatchError::Invalid("negative record count or offset delta".into()));
+        }
+        if h.records_count != h.last_offset_delta + 1 {
+            return Err(BatchError::Invalid(format!(
+                "record count {} does not match last offset delta {}",
+                h.records_count, h.last_offset_delta
+            )));
+        }
+        out.push((at..at + len, h));
+        at += len;
+    }
+    Ok(out)
+}
+
+/// Iterates over stored batches (already validated when written): yields each header and range.
+/// Stops at a trailing partial batch.
+pub fn iter_headers(records: &[u8]) -> impl Iterator<Item = (Range<usize>, BatchHeader)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let h = BatchHeader::parse(records.get(at..)?).ok()?;
+        let len = h.total_len();
+        if len < HEADER_LEN || at + len > records.len() {
+            return None;
+        }
+        let r = at..at + len;
+        at += len;
+        Some((r, h))
+    })
+}
+
+/// Sets the base offset (outside the CRC).
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Sets the partition leader epoch (outside the CRC).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Marks the batch LogAppendTime with `now_ms` as its max timestamp and recomputes the CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attrs = be_i16(batch, 21) | TIMESTAMP_TYPE_LOG_APPEND;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    fn encode(n: usize, compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: 1000 + i as i64,
+                key: Some(bytes::Bytes::from(format!("k{i}"))),
+                value: Some(bytes::Bytes::from(vec![b'v'; 100])),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        let _ = StrBytes::from_static_str("");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn validates_patches_and_round_trips_through_the_crate() {
+        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let mut b = encode(5, c);
+            let batches = split_and_validate(&b).unwrap();
+            assert_eq!(batches.len(), 1);
+            assert_eq!(batches[0].1.records_count, 5);
+            set_base_offset(&mut b, 42);
+            set_partition_leader_epoch(&mut b, 3);
+            assert!(split_and_validate(&b).is_ok(), "patching keeps the CRC valid");
+            set_log_append_time(&mut b, 99_999);
+            let h = split_and_validate(&b).unwrap()[0].1;
+            assert!(h.is_log_append_time());
+            assert_eq!(h.max_timestamp, 99_999);
+            let mut bytes = bytes::Bytes::from(b.clone());
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            assert_eq!(set.records[0].offset, 42);
+            assert_eq!(set.records[4].offset, 46);
+        }
+    }
+
+    #[test]
+    fn corruption_is_detected_never_panics() {
+        let b = encode(3, Compression::None);
+        let mut bad = b.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(split_and_validate(&bad), Err(BatchError::CrcMismatch { .. })));
+        for cut in 0..b.len() {
+            assert!(split_and_validate(&b[..cut]).is_err() || cut == 0);
+        }
+        let mut old = b.clone();
+        old[16] = 1;
+        assert_eq!(split_and_validate(&old), Err(BatchError::UnsupportedMagic(1)));
+        let mut neg = b;
+        neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(split_and_validate(&neg).is_err());
+    }
+}
