@@ -1,1 +1,90 @@
-fn main() {}
+//! `tusk`: the broker binary.
+
+mod broker;
+mod catalog;
+mod config;
+mod connection;
+mod group;
+mod handlers;
+mod metrics;
+mod partition;
+mod producer;
+mod server;
+mod topic_config;
+
+use std::time::Instant;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let started = Instant::now();
+    let config = config::Config::parse();
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    // Walrus's own debug lines stay off unless asked for.
+    if std::env::var_os("WALRUS_QUIET").is_none() {
+        std::env::set_var("WALRUS_QUIET", "1");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tusk: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, started)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+    let broker = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || broker::Broker::open(config)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot open data dir {}: {e}", config.data_dir.display()),
+        )
+    })?;
+    broker.spawn_background();
+    if let Some(addr) = config.metrics_listen {
+        let b = broker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, b).await {
+                tracing::error!("metrics endpoint failed: {e}");
+            }
+        });
+    }
+    let (host, port) = config.advertised();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %config.listen,
+        advertised = %format!("{host}:{port}"),
+        data_dir = %config.data_dir.display(),
+        fsync = %config.fsync,
+        topics = broker.catalog.all().len(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "tusk started"
+    );
+    server::run(broker, listener).await
+}

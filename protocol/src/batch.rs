@@ -153,7 +153,9 @@ pub fn split_and_validate(records: &[u8]) -> Result<Vec<(Range<usize>, BatchHead
             });
         }
         if h.records_count < 0 || h.last_offset_delta < 0 {
-            return Err(BatchError::Invalid("negative record count or offset delta".into()));
+            return Err(BatchError::Invalid(
+                "negative record count or offset delta".into(),
+            ));
         }
         if h.records_count != h.last_offset_delta + 1 {
             return Err(BatchError::Invalid(format!(
@@ -246,14 +248,23 @@ mod tests {
 
     #[test]
     fn validates_patches_and_round_trips_through_the_crate() {
-        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let mut b = encode(5, c);
             let batches = split_and_validate(&b).unwrap();
             assert_eq!(batches.len(), 1);
             assert_eq!(batches[0].1.records_count, 5);
             set_base_offset(&mut b, 42);
             set_partition_leader_epoch(&mut b, 3);
-            assert!(split_and_validate(&b).is_ok(), "patching keeps the CRC valid");
+            assert!(
+                split_and_validate(&b).is_ok(),
+                "patching keeps the CRC valid"
+            );
             set_log_append_time(&mut b, 99_999);
             let h = split_and_validate(&b).unwrap()[0].1;
             assert!(h.is_log_append_time());
@@ -271,13 +282,19 @@ mod tests {
         let mut bad = b.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(matches!(split_and_validate(&bad), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            split_and_validate(&bad),
+            Err(BatchError::CrcMismatch { .. })
+        ));
         for cut in 0..b.len() {
             assert!(split_and_validate(&b[..cut]).is_err() || cut == 0);
         }
         let mut old = b.clone();
         old[16] = 1;
-        assert_eq!(split_and_validate(&old), Err(BatchError::UnsupportedMagic(1)));
+        assert_eq!(
+            split_and_validate(&old),
+            Err(BatchError::UnsupportedMagic(1))
+        );
         let mut neg = b;
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(split_and_validate(&neg).is_err());

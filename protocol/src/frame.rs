@@ -46,7 +46,10 @@ mod tests {
     #[test]
     fn frames_split_and_limits() {
         let mut b = BytesMut::from(&[0u8, 0, 0, 3, 1, 2, 3, 0, 0][..]);
-        assert_eq!(split_frame(&mut b, 10).unwrap().unwrap().as_ref(), &[1, 2, 3]);
+        assert_eq!(
+            split_frame(&mut b, 10).unwrap().unwrap().as_ref(),
+            &[1, 2, 3]
+        );
         assert_eq!(split_frame(&mut b, 10).unwrap(), None);
         let mut b = BytesMut::from(&[0u8, 0, 1, 0][..]);
         assert!(matches!(
@@ -54,6 +57,9 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         let mut b = BytesMut::from(&[0xffu8, 0, 0, 0][..]);
-        assert!(matches!(split_frame(&mut b, 10), Err(FrameError::Negative(_))));
+        assert!(matches!(
+            split_frame(&mut b, 10),
+            Err(FrameError::Negative(_))
+        ));
     }
 }

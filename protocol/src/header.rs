@@ -23,7 +23,10 @@ pub enum Incoming {
     Request(Request),
     /// ApiVersions at a version Tusk does not know: KIP-511 says answer with a v0 body carrying
     /// UNSUPPORTED_VERSION and the supported list, and keep the connection.
-    UnsupportedApiVersions { correlation_id: i32, version: i16 },
+    UnsupportedApiVersions {
+        correlation_id: i32,
+        version: i16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,17 +144,24 @@ mod tests {
         let Incoming::Request(r) = parse_request(f).unwrap() else {
             panic!("expected a request")
         };
-        assert_eq!((r.api_key, r.version, r.header.correlation_id), (ApiKey::Metadata, 12, 7));
+        assert_eq!(
+            (r.api_key, r.version, r.header.correlation_id),
+            (ApiKey::Metadata, 12, 7)
+        );
         let _: MetadataRequest = decode_body(&r).unwrap();
     }
 
     #[test]
     fn unknown_api_versions_version_is_kip_511() {
-        let mut f = BytesMut::from(&frame(ApiKey::ApiVersions, 3, 9, &ApiVersionsRequest::default())[..]);
+        let mut f =
+            BytesMut::from(&frame(ApiKey::ApiVersions, 3, 9, &ApiVersionsRequest::default())[..]);
         f[2..4].copy_from_slice(&77i16.to_be_bytes());
         assert!(matches!(
             parse_request(f.freeze()).unwrap(),
-            Incoming::UnsupportedApiVersions { correlation_id: 9, version: 77 }
+            Incoming::UnsupportedApiVersions {
+                correlation_id: 9,
+                version: 77
+            }
         ));
     }
 

@@ -5,8 +5,8 @@
 //! Fetch ≤ 12). Produce advertises min 0 like Kafka (librdkafka < 2.11.1 disables compression
 //! otherwise, KAFKA-18659) but versions below 3 are refused when used.
 
-use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::ApiKey;
 
 /// (api, min advertised, max advertised).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[

@@ -146,7 +146,10 @@ impl Drop for Walrus {
             let _ = h.join();
         }
         if let Err(e) = self.shared.flush_inner(true) {
-            eprintln!("walrus: final flush of {} failed: {e}", self.shared.root.display());
+            eprintln!(
+                "walrus: final flush of {} failed: {e}",
+                self.shared.root.display()
+            );
         }
     }
 }
@@ -350,11 +353,7 @@ impl Walrus {
         Some(TopicStats {
             first_position: st.first_position,
             next_position: st.next_position,
-            bytes: st
-                .blocks
-                .iter()
-                .map(|b| b.end - BLOCK_HEADER_SIZE)
-                .sum(),
+            bytes: st.blocks.iter().map(|b| b.end - BLOCK_HEADER_SIZE).sum(),
         })
     }
 
@@ -570,13 +569,16 @@ impl Shared {
     }
 
     fn set_cursor_mem(&self, topic: &str, name: &[u8], position: u64, metadata: &[u8]) {
-        lock(&self.cursors).entry(topic.to_string()).or_default().insert(
-            name.to_vec(),
-            Cursor {
-                position,
-                metadata: metadata.to_vec(),
-            },
-        );
+        lock(&self.cursors)
+            .entry(topic.to_string())
+            .or_default()
+            .insert(
+                name.to_vec(),
+                Cursor {
+                    position,
+                    metadata: metadata.to_vec(),
+                },
+            );
     }
 
     fn sample_stride(&self) -> u64 {
@@ -766,7 +768,13 @@ impl Shared {
         let runs: Vec<(&File, u64, &[u8])> = plan
             .iter()
             .filter(|p| !p.buf.is_empty())
-            .map(|p| (&p.block.file.file, base(&p.block) + p.write_from, &p.buf[..]))
+            .map(|p| {
+                (
+                    &p.block.file.file,
+                    base(&p.block) + p.write_from,
+                    &p.buf[..],
+                )
+            })
             .collect();
         if let Err(e) = self.write_runs(&runs) {
             self.poison("write failed", &e);
@@ -1151,8 +1159,7 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
         let mut i = 0u32;
         let mut hdr = vec![0u8; BLOCK_HEADER_SIZE as usize];
         while i < cfg.blocks_per_file {
-            wf.file
-                .read_exact_at(&mut hdr, i as u64 * cfg.block_size)?;
+            wf.file.read_exact_at(&mut hdr, i as u64 * cfg.block_size)?;
             match BlockHeader::decode(&hdr) {
                 Some(h) if i + h.span <= cfg.blocks_per_file => {
                     let ckpt = CHECKPOINT_SLOTS

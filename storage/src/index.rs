@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex};
 pub const INDEX_FILE: &str = "read_offset_idx_index.db";
 const FILE_MAGIC: &[u8; 8] = b"WALRUSIX";
 /// Longest metadata a cursor carries.
-pub const MAX_CURSOR_METADATA: usize = 4096;
+pub const MAX_CURSOR_METADATA: usize = 8192;
 const COMPACT_MIN_BYTES: u64 = 8 << 20;
 
 /// A named read position in a topic, with caller-defined metadata bytes.
@@ -29,13 +29,29 @@ pub struct Cursor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// An instance opened with this writer generation.
-    Open { generation: u32 },
-    CursorSet { topic: Vec<u8>, name: Vec<u8>, cursor: Cursor },
-    CursorDelete { topic: Vec<u8>, name: Vec<u8> },
+    Open {
+        generation: u32,
+    },
+    CursorSet {
+        topic: Vec<u8>,
+        name: Vec<u8>,
+        cursor: Cursor,
+    },
+    CursorDelete {
+        topic: Vec<u8>,
+        name: Vec<u8>,
+    },
     /// Entries of this topic life before `position` are gone.
-    Trim { topic: Vec<u8>, incarnation: u64, position: u64 },
+    Trim {
+        topic: Vec<u8>,
+        incarnation: u64,
+        position: u64,
+    },
     /// This topic life is deleted.
-    TopicDelete { topic: Vec<u8>, incarnation: u64 },
+    TopicDelete {
+        topic: Vec<u8>,
+        incarnation: u64,
+    },
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -202,10 +218,7 @@ impl IndexState {
                 incarnation,
                 position,
             } => {
-                let e = self
-                    .trims
-                    .entry((topic.clone(), *incarnation))
-                    .or_insert(0);
+                let e = self.trims.entry((topic.clone(), *incarnation)).or_insert(0);
                 *e = (*e).max(*position);
             }
             Record::TopicDelete { topic, incarnation } => {

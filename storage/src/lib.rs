@@ -217,8 +217,7 @@ impl WalrusBuilder {
     }
 
     pub fn open(self) -> io::Result<Walrus> {
-        if self.block_size < 64 * 1024 || self.block_size % 4096 != 0 || self.blocks_per_file == 0
-        {
+        if self.block_size < 64 * 1024 || self.block_size % 4096 != 0 || self.blocks_per_file == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "block size must be a multiple of 4 KiB and at least 64 KiB; blocks per file ≥ 1",
@@ -240,7 +239,11 @@ impl Walrus {
 
     /// `StrictlyAtOnce`, fsync every second, in `./wal_files` (or `$WALRUS_DATA_DIR`).
     pub fn new() -> io::Result<Self> {
-        Self::seed(None, ReadConsistency::StrictlyAtOnce, FsyncSchedule::default())
+        Self::seed(
+            None,
+            ReadConsistency::StrictlyAtOnce,
+            FsyncSchedule::default(),
+        )
     }
     pub fn with_consistency(mode: ReadConsistency) -> io::Result<Self> {
         Self::seed(None, mode, FsyncSchedule::default())

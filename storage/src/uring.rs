@@ -44,7 +44,9 @@ impl Ring {
     pub fn write_all(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         let mut ring = crate::index::lock(&self.ring);
         if self.broken.load(Ordering::Relaxed) {
-            return Err(io::Error::other("io_uring retired after an earlier failure"));
+            return Err(io::Error::other(
+                "io_uring retired after an earlier failure",
+            ));
         }
         for chunk in ops.chunks(RING_ENTRIES as usize) {
             let mut done = vec![0usize; chunk.len()];

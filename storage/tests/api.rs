@@ -21,7 +21,8 @@ fn seed_api_round_trip_and_peek() {
     let dir = tempfile::tempdir().unwrap();
     let wal = small(dir.path()).open().unwrap();
     wal.append_for_topic("a", b"one").unwrap();
-    wal.batch_append_for_topic("a", &[b"two", b"three"]).unwrap();
+    wal.batch_append_for_topic("a", &[b"two", b"three"])
+        .unwrap();
     // Peek does not move the cursor.
     assert_eq!(wal.read_next("a", false).unwrap().unwrap().data, b"one");
     assert_eq!(wal.read_next("a", true).unwrap().unwrap().data, b"one");
@@ -120,7 +121,7 @@ fn named_cursors_persist_with_metadata() {
         wal.set_cursor("t", b"g2", 7, b"").unwrap();
         wal.set_cursor("t", b"g1", 5, b"meta-2").unwrap();
         wal.flush().unwrap();
-        assert!(wal.set_cursor("t", b"g3", 1, &[0u8; 5000]).is_err());
+        assert!(wal.set_cursor("t", b"g3", 1, &[0u8; 9000]).is_err());
     }
     let wal = small(dir.path()).open().unwrap();
     let c = wal.cursor("t", b"g1").unwrap();
@@ -148,7 +149,10 @@ fn strictly_at_once_cursor_survives_reopen() {
         wal.read_next("t", true).unwrap();
     }
     let wal = small(dir.path()).open().unwrap();
-    assert_eq!(wal.read_next("t", true).unwrap().unwrap().data, entry(0, 2, 10));
+    assert_eq!(
+        wal.read_next("t", true).unwrap().unwrap().data,
+        entry(0, 2, 10)
+    );
 }
 
 #[test]
@@ -194,7 +198,12 @@ fn two_instances_are_independent() {
 #[test]
 fn concurrent_writers_and_sync_each() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = std::sync::Arc::new(small(dir.path()).fsync(FsyncSchedule::SyncEach).open().unwrap());
+    let wal = std::sync::Arc::new(
+        small(dir.path())
+            .fsync(FsyncSchedule::SyncEach)
+            .open()
+            .unwrap(),
+    );
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let wal = wal.clone();
@@ -226,7 +235,14 @@ fn corrupt_entry_is_an_error_naming_the_position() {
     let file = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().parse::<u64>().is_ok())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .is_ok()
+        })
         .unwrap();
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();

@@ -37,8 +37,14 @@ fn mix(mut x: u64) -> u64 {
 /// The one valid content of entry `pos` in topic `t`.
 fn content(t: u32, pos: u64) -> Vec<u8> {
     let h = mix(((t as u64) << 40) ^ pos);
-    let len = if h % 97 == 0 { 70_000 } else { (h % 3000) as usize };
-    (0..len).map(|i| (h.wrapping_add(i as u64) % 253) as u8).collect()
+    let len = if h % 97 == 0 {
+        70_000
+    } else {
+        (h % 3000) as usize
+    };
+    (0..len)
+        .map(|i| (h.wrapping_add(i as u64) % 253) as u8)
+        .collect()
 }
 
 fn topic(t: u32) -> String {
@@ -136,7 +142,13 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
     let mut total_entries = 0u64;
     for it in 0..iterations {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("WALRUS_CRASH_DIR", dir.path())
             .env("WALRUS_CRASH_SEED", (it + 1).to_string())
             .env("WALRUS_QUIET", "1")
@@ -204,7 +216,8 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
                     "iteration {it}: topic {t}: acknowledged entries lost"
                 ),
             }
-            let ok_first = |f: u64| f == e.trim || e.trim_in_flight == Some(f) || f < e.trim && e.trim == 0;
+            let ok_first =
+                |f: u64| f == e.trim || e.trim_in_flight == Some(f) || f < e.trim && e.trim == 0;
             assert!(
                 st.first_position >= e.trim || ok_first(st.first_position),
                 "iteration {it}: topic {t}: retention went back: {} < {}",
@@ -220,7 +233,10 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
                 assert!(!got.is_empty(), "iteration {it}: topic {t}: hole at {p}");
                 for en in got {
                     assert_eq!(en.position, p);
-                    assert!(en.data == content(t, p), "iteration {it}: topic {t}: entry {p} damaged");
+                    assert!(
+                        en.data == content(t, p),
+                        "iteration {it}: topic {t}: entry {p} damaged"
+                    );
                     p += 1;
                 }
             }
@@ -230,7 +246,10 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
             }
             let allowed = [e.cursor, e.cursor_in_flight.or(e.cursor)];
             assert!(
-                allowed.contains(&c) || c.is_some_and(|cp| e.cursor.is_some_and(|ec| cp == ec.min(st.next_position))),
+                allowed.contains(&c)
+                    || c.is_some_and(|cp| e
+                        .cursor
+                        .is_some_and(|ec| cp == ec.min(st.next_position))),
                 "iteration {it}: topic {t}: cursor {c:?}, expected {allowed:?}"
             );
             total_entries += st.next_position - st.first_position;

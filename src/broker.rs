@@ -1,0 +1,178 @@
+//! The broker's shared state: storage, topic catalog, producer ids, group coordinator, and the
+//! notifier that wakes long-polling fetches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::Notify;
+use walrus::Walrus;
+
+use crate::catalog::{Catalog, Topic, TopicError};
+use crate::config::{Config, Fsync};
+use crate::group::GroupCoordinator;
+use crate::metrics::Metrics;
+use crate::partition::Partition;
+use crate::producer::ProducerIds;
+
+pub struct Broker {
+    pub config: Config,
+    pub store: Arc<Walrus>,
+    pub catalog: Catalog,
+    pub producer_ids: ProducerIds,
+    pub groups: GroupCoordinator,
+    /// Woken whenever records are appended anywhere (long-polling fetches wait on it).
+    pub data_arrived: Notify,
+    pub metrics: Metrics,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    pub fn open(config: Config) -> std::io::Result<Arc<Broker>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        // Under sync-each the broker syncs explicitly after each request (group commit across
+        // partitions and connections), so Walrus itself does not sync per append.
+        let schedule = match config.fsync {
+            Fsync::Millis(n) => walrus::FsyncSchedule::Milliseconds(n),
+            Fsync::SyncEach | Fsync::None => walrus::FsyncSchedule::NoFsync,
+        };
+        let store = Arc::new(
+            Walrus::builder()
+                .data_dir(config.data_dir.join("wal_files"))
+                .fsync(schedule)
+                .open()?,
+        );
+        let catalog = Catalog::load(&store)?;
+        remove_orphans(&store, &catalog)?;
+        let producer_ids = ProducerIds::load(&store)?;
+        let groups = GroupCoordinator::load(&store, &config)?;
+        Ok(Arc::new(Broker {
+            config,
+            store,
+            catalog,
+            producer_ids,
+            groups,
+            data_arrived: Notify::new(),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.catalog.get(name)
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {
+        self.topic(topic)
+            .and_then(|t| t.partition(index))
+            .ok_or(ResponseError::UnknownTopicOrPartition)
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        let t = self
+            .catalog
+            .create(&self.store, name, partitions, configs)?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(t)
+    }
+
+    /// Makes acknowledged writes as durable as the fsync schedule promises before answering.
+    pub async fn sync_for_ack(&self) -> Result<(), ResponseError> {
+        if self.config.fsync != Fsync::SyncEach {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|_| ResponseError::KafkaStorageError)?
+            .map_err(|e| {
+                tracing::error!("fsync failed: {e}");
+                ResponseError::KafkaStorageError
+            })
+    }
+
+    /// Enforces retention.ms and retention.bytes on every partition.
+    pub fn enforce_retention(&self) {
+        let now = now_ms();
+        for topic in self.catalog.all() {
+            let cfg = topic.config();
+            let (ms, bytes) = (cfg.retention_ms(), cfg.retention_bytes());
+            if ms < 0 && bytes < 0 {
+                continue;
+            }
+            for p in topic.all_partitions() {
+                let target = {
+                    let st = p.lock();
+                    let mut target = st.log_start;
+                    let mut held = st.bytes as i64;
+                    // Never drop the active (last) batch, like Kafka never drops the active segment.
+                    for b in st.batches.iter().take(st.batches.len().saturating_sub(1)) {
+                        let expired = ms >= 0 && b.max_timestamp < now - ms;
+                        let oversize = bytes >= 0 && held > bytes;
+                        if !(expired || oversize) {
+                            break;
+                        }
+                        held -= b.size as i64;
+                        target = b.last_offset + 1;
+                    }
+                    target
+                };
+                if let Err(e) = p.truncate_before(&self.store, target) {
+                    tracing::warn!(topic = %p.topic, partition = p.index, "retention failed: {e:?}");
+                }
+            }
+        }
+    }
+
+    /// Background work: retention, group expiry.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let b = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(
+                b.config.retention_check_interval_ms.max(100),
+            ));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let b2 = b.clone();
+                let _ = tokio::task::spawn_blocking(move || b2.enforce_retention()).await;
+            }
+        });
+        self.groups.spawn_background(self.clone());
+    }
+}
+
+/// Deletes Walrus topics left by a crash between a catalog change and the storage cleanup.
+fn remove_orphans(store: &Walrus, catalog: &Catalog) -> std::io::Result<()> {
+    for wal in store.topics() {
+        if wal.starts_with("__tusk/") {
+            continue;
+        }
+        let Some((topic, p)) = wal.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(p) = p.parse::<i32>() else { continue };
+        let live = catalog.get(topic).is_some_and(|t| p < t.partition_count());
+        if !live {
+            tracing::info!(wal = %wal, "removing storage of a deleted partition");
+            store.delete_topic(&wal)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! The topic catalog: names, ids, partition counts and configs. Persisted as an event log in the
+//! Walrus topic `__tusk/catalog` (one JSON event per entry, replayed at start), so topics,
+//! partitions and configs survive restarts and crashes like data does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kafka_protocol::error::ResponseError;
+use walrus::Walrus;
+
+use crate::partition::Partition;
+use crate::topic_config::{self, TopicConfig};
+
+const CATALOG_TOPIC: &str = "__tusk/catalog";
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Event {
+    Cluster {
+        id: String,
+    },
+    Create {
+        name: String,
+        id: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    },
+    Delete {
+        name: String,
+    },
+    Partitions {
+        name: String,
+        count: i32,
+    },
+    Configs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: RwLock<Vec<Arc<Partition>>>,
+    pub config: RwLock<TopicConfig>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let parts = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
+    }
+    pub fn partition_count(&self) -> i32 {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as i32
+    }
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// An error for one topic: the Kafka error and a message for the client.
+pub type TopicError = (ResponseError, String);
+
+pub struct Catalog {
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises catalog changes (they are rare) so events are logged in the order applied.
+    changes: Mutex<()>,
+    pub cluster_id: String,
+}
+
+/// Kafka's topic name rules.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "topic name is {} characters long, the limit is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name {name:?} contains {c:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+fn io_err(e: std::io::Error) -> TopicError {
+    (ResponseError::KafkaStorageError, e.to_string())
+}
+
+impl Catalog {
+    /// Replays the catalog and opens every partition.
+    pub fn load(store: &Walrus) -> std::io::Result<Catalog> {
+        let mut defs: BTreeMap<String, (String, i32, BTreeMap<String, String>)> = BTreeMap::new();
+        let mut cluster_id = None;
+        if let Some(st) = store.topic_stats(CATALOG_TOPIC) {
+            let mut pos = st.first_position;
+            while pos < st.next_position {
+                let entries = store.read_at(CATALOG_TOPIC, pos, 1 << 20, 2000)?;
+                if entries.is_empty() {
+                    break;
+                }
+                for e in entries {
+                    pos = e.position + 1;
+                    let ev: Event = serde_json::from_slice(&e.data).map_err(|err| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("catalog entry {} is unreadable: {err}", e.position),
+                        )
+                    })?;
+                    match ev {
+                        Event::Cluster { id } => cluster_id = Some(id),
+                        Event::Create {
+                            name,
+                            id,
+                            partitions,
+                            configs,
+                        } => {
+                            defs.insert(name, (id, partitions, configs));
+                        }
+                        Event::Delete { name } => {
+                            defs.remove(&name);
+                        }
+                        Event::Partitions { name, count } => {
+                            if let Some(d) = defs.get_mut(&name) {
+                                d.1 = count;
+                            }
+                        }
+                        Event::Configs { name, configs } => {
+                            if let Some(d) = defs.get_mut(&name) {
+                                d.2 = configs;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let cluster_id = match cluster_id {
+            Some(id) => id,
+            None => {
+                let id = base64_uuid(uuid::Uuid::new_v4());
+                append_event(store, &Event::Cluster { id: id.clone() })?;
+                id
+            }
+        };
+        let mut topics = HashMap::new();
+        for (name, (id, count, configs)) in defs {
+            let partitions = (0..count)
+                .map(|i| Partition::load(store, &name, i).map(Arc::new))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let id = uuid::Uuid::parse_str(&id).unwrap_or_else(|_| uuid::Uuid::new_v4());
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    name,
+                    id,
+                    partitions: RwLock::new(partitions),
+                    config: RwLock::new(TopicConfig { overrides: configs }),
+                }),
+            );
+        }
+        Ok(Catalog {
+            topics: RwLock::new(topics),
+            changes: Mutex::new(()),
+            cluster_id,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Validates a topic creation without doing it.
+    pub fn check_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        validate_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+        if self.get(name).is_some() {
+            return Err((
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        if partitions <= 0 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions must be larger than 0, got {partitions}."),
+            ));
+        }
+        if partitions > 100_000 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("{partitions} partitions is more than Tusk allows (100000)."),
+            ));
+        }
+        for (k, v) in configs {
+            topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        }
+        Ok(())
+    }
+
+    pub fn create(
+        &self,
+        store: &Walrus,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_create(name, partitions, &configs)?;
+        let id = uuid::Uuid::new_v4();
+        // A topic of this name may have existed before: its old data must not reappear.
+        for i in 0..partitions {
+            store
+                .delete_topic(&crate::partition::wal_name(name, i))
+                .map_err(io_err)?;
+        }
+        append_event(
+            store,
+            &Event::Create {
+                name: name.to_string(),
+                id: id.to_string(),
+                partitions,
+                configs: configs.clone(),
+            },
+        )
+        .map_err(io_err)?;
+        let parts = (0..partitions)
+            .map(|i| Partition::load(store, name, i).map(Arc::new))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_err)?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: RwLock::new(parts),
+            config: RwLock::new(TopicConfig { overrides: configs }),
+        });
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    pub fn delete(&self, store: &Walrus, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(topic) = self.get(name) else {
+            return Err((
+                ResponseError::UnknownTopicOrPartition,
+                "This server does not host this topic-partition.".into(),
+            ));
+        };
+        append_event(
+            store,
+            &Event::Delete {
+                name: name.to_string(),
+            },
+        )
+        .map_err(io_err)?;
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        for p in topic.all_partitions() {
+            store.delete_topic(&p.wal).map_err(io_err)?;
+        }
+        Ok(topic)
+    }
+
+    pub fn add_partitions(
+        &self,
+        store: &Walrus,
+        topic: &Topic,
+        count: i32,
+    ) -> Result<(), TopicError> {
+        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = topic.partition_count();
+        if count <= current {
+            return Err((
+                ResponseError::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        append_event(
+            store,
+            &Event::Partitions {
+                name: topic.name.clone(),
+                count,
+            },
+        )
+        .map_err(io_err)?;
+        let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
+        for i in current..count {
+            let wal = crate::partition::wal_name(&topic.name, i);
+            store.delete_topic(&wal).map_err(io_err)?;
+            parts.push(Arc::new(
+                Partition::load(store, &topic.name, i).map_err(io_err)?,
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn set_configs(
+        &self,
+        store: &Walrus,
+        topic: &Topic,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        }
+        append_event(
+            store,
+            &Event::Configs {
+                name: topic.name.clone(),
+                configs: configs.clone(),
+            },
+        )
+        .map_err(io_err)?;
+        topic
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .overrides = configs;
+        Ok(())
+    }
+}
+
+fn append_event(store: &Walrus, ev: &Event) -> std::io::Result<()> {
+    let data = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
+    store.append(CATALOG_TOPIC, &data)?;
+    // Catalog changes are rare and must not be lost: sync before answering.
+    store.flush()
+}
+
+/// Kafka cluster ids are 22-character URL-safe base64 UUIDs.
+fn base64_uuid(u: uuid::Uuid) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let b = u.as_bytes();
+    let mut out = String::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for byte in b {
+        acc = (acc << 8) | *byte as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(A[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(A[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("orders.v1_x-2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"x".repeat(250)).is_err());
+        assert_eq!(base64_uuid(uuid::Uuid::nil()).len(), 22);
+    }
+}

@@ -1,0 +1,134 @@
+//! Command line and environment configuration (`tusk --help`).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// When Walrus forces data to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Millis(u64),
+    SyncEach,
+    None,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync-each" => Ok(Fsync::SyncEach),
+            "none" => Ok(Fsync::None),
+            _ => s
+                .strip_suffix("ms")
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .map(Fsync::Millis)
+                .ok_or_else(|| format!("expected <N>ms, sync-each or none, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Fsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fsync::Millis(n) => write!(f, "{n}ms"),
+            Fsync::SyncEach => write!(f, "sync-each"),
+            Fsync::None => write!(f, "none"),
+        }
+    }
+}
+
+impl From<Fsync> for walrus::FsyncSchedule {
+    fn from(f: Fsync) -> Self {
+        match f {
+            Fsync::Millis(n) => walrus::FsyncSchedule::Milliseconds(n),
+            Fsync::SyncEach => walrus::FsyncSchedule::SyncEach,
+            Fsync::None => walrus::FsyncSchedule::NoFsync,
+        }
+    }
+}
+
+/// Tusk: a Kafka-protocol-compatible broker on the Walrus write-ahead log.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tusk", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on for Kafka clients.
+    #[arg(long, env = "TUSK_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// HOST:PORT clients are told to connect to (default: the listen address).
+    #[arg(long, env = "TUSK_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+
+    /// Directory for all data (log files, index, catalog).
+    #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// When data reaches the disk: <N>ms (a background fsync every N ms), sync-each (acks after
+    /// fsync) or none (never; survives process crashes only).
+    #[arg(long, env = "TUSK_FSYNC", default_value = "1000ms")]
+    pub fsync: Fsync,
+
+    /// Partitions of auto-created topics and of CreateTopics requests that give -1.
+    #[arg(long, env = "TUSK_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: i32,
+
+    /// Create topics on first use (Metadata, Produce), like auto.create.topics.enable.
+    #[arg(long, env = "TUSK_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// This broker's node id.
+    #[arg(long, env = "TUSK_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
+    #[arg(long, env = "TUSK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Largest request frame accepted (Kafka's socket.request.max.bytes).
+    #[arg(long, env = "TUSK_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Delay of a new group's first rebalance (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "TUSK_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// How long committed offsets of empty groups are kept (offsets.retention.minutes).
+    #[arg(long, env = "TUSK_OFFSETS_RETENTION_MINUTES", default_value_t = 7 * 24 * 60)]
+    pub offsets_retention_minutes: u64,
+
+    /// How often retention (retention.ms / retention.bytes) is enforced, in milliseconds.
+    #[arg(
+        long,
+        env = "TUSK_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub retention_check_interval_ms: u64,
+
+    /// Address for the Prometheus metrics endpoint (e.g. 127.0.0.1:9644); off when unset.
+    #[arg(long, env = "TUSK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// (host, port) that Metadata advertises.
+    pub fn advertised(&self) -> (String, i32) {
+        if let Some(a) = &self.advertised_listener {
+            if let Some((h, p)) = a.rsplit_once(':') {
+                if let Ok(p) = p.parse() {
+                    return (h.trim_matches(['[', ']']).to_string(), p);
+                }
+            }
+        }
+        let host = if self.listen.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.listen.ip().to_string()
+        };
+        (host, self.listen.port() as i32)
+    }
+}

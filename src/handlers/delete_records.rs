@@ -1,0 +1,44 @@
+//! DeleteRecords (KIP-107): moves a partition's log start offset forward; -1 means the high
+//! watermark.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::*;
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use crate::broker::Broker;
+
+pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _v: i16) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let part = match b.partition(&name, p.partition_index) {
+                        Ok(part) => part,
+                        Err(e) => return r.with_error_code(e.code()),
+                    };
+                    let hw = part.lock().next_offset;
+                    let target = if p.offset == -1 { hw } else { p.offset };
+                    if target < 0 || target > hw {
+                        return r.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    }
+                    match part.truncate_before(&b.store, target) {
+                        Ok(low) => r.with_low_watermark(low),
+                        Err(e) => r.with_error_code(e.code()),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,177 @@
+//! DescribeConfigs: every topic config with its value and source (topic override or default),
+//! and the broker's own settings.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::*;
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+
+use super::str;
+use crate::broker::Broker;
+use crate::topic_config::CONFIGS;
+
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn config_type(name: &str, default: &str) -> i8 {
+    if name == "cleanup.policy" || name.ends_with(".replicas") {
+        7 // LIST
+    } else if default == "true" || default == "false" {
+        1 // BOOLEAN
+    } else if default.parse::<i64>().is_ok() {
+        if default.parse::<i32>().is_ok() && !name.ends_with(".ms") && !name.ends_with(".bytes") {
+            3 // INT
+        } else {
+            5 // LONG
+        }
+    } else if default.parse::<f64>().is_ok() {
+        6 // DOUBLE
+    } else {
+        2 // STRING
+    }
+}
+
+fn entry(
+    name: &str,
+    value: &str,
+    source: i8,
+    read_only: bool,
+    v: i16,
+    default: &str,
+    synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(str(name))
+        .with_value(Some(str(value)))
+        .with_read_only(read_only)
+        .with_config_source(source);
+    if v >= 1 && synonyms {
+        r.synonyms = vec![DescribeConfigsSynonym::default()
+            .with_name(str(name))
+            .with_value(Some(str(value)))
+            .with_source(source)];
+    }
+    if v >= 3 {
+        r.config_type = config_type(name, default);
+    }
+    r
+}
+
+fn broker_configs(b: &Broker) -> Vec<(String, String)> {
+    let c = &b.config;
+    vec![
+        ("node.id".into(), c.node_id.to_string()),
+        ("broker.id".into(), c.node_id.to_string()),
+        ("num.partitions".into(), c.num_partitions.to_string()),
+        (
+            "auto.create.topics.enable".into(),
+            c.auto_create_topics.to_string(),
+        ),
+        ("default.replication.factor".into(), "1".into()),
+        (
+            "offsets.retention.minutes".into(),
+            c.offsets_retention_minutes.to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms".into(),
+            c.group_initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "socket.request.max.bytes".into(),
+            c.max_request_bytes.to_string(),
+        ),
+        ("message.max.bytes".into(), "1048588".into()),
+        ("log.retention.ms".into(), "604800000".into()),
+        (
+            "log.retention.check.interval.ms".into(),
+            c.retention_check_interval_ms.to_string(),
+        ),
+        ("log.dirs".into(), c.data_dir.display().to_string()),
+        ("tusk.fsync".into(), c.fsync.to_string()),
+    ]
+}
+
+pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let name = res.resource_name.to_string();
+            let wanted = |k: &str| {
+                res.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
+            };
+            let r = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            match res.resource_type {
+                RESOURCE_TOPIC => {
+                    let Some(topic) = b.topic(&name) else {
+                        return r
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(str(&format!(
+                                "Topic '{name}' does not exist."
+                            ))));
+                    };
+                    let cfg = topic.config();
+                    let configs = CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.name))
+                        .map(|d| {
+                            let set = cfg.overrides.get(d.name);
+                            let source = if set.is_some() {
+                                SOURCE_DYNAMIC_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            let mut e = entry(
+                                d.name,
+                                set.map(|s| s.as_str()).unwrap_or(d.default),
+                                source,
+                                false,
+                                v,
+                                d.default,
+                                req.include_synonyms,
+                            );
+                            if v >= 3 && req.include_documentation {
+                                e.documentation = Some(str(d.doc));
+                            }
+                            e
+                        })
+                        .collect();
+                    r.with_configs(configs)
+                }
+                RESOURCE_BROKER => {
+                    if !name.is_empty() && name != b.config.node_id.to_string() {
+                        return r
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(str(&format!("unknown broker {name}"))));
+                    }
+                    let configs = broker_configs(b)
+                        .into_iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, val)| {
+                            entry(
+                                &k,
+                                &val,
+                                SOURCE_STATIC_BROKER,
+                                true,
+                                v,
+                                &val,
+                                req.include_synonyms,
+                            )
+                        })
+                        .collect();
+                    r.with_configs(configs)
+                }
+                other => r
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str(&format!("unsupported resource type {other}")))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

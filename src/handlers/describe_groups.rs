@@ -1,0 +1,61 @@
+//! DescribeGroups: state, protocol and members (with their metadata and assignments).
+
+use kafka_protocol::messages::describe_groups_response::*;
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use super::str;
+use crate::broker::Broker;
+use crate::group::State;
+
+pub async fn handle(b: &Broker, req: DescribeGroupsRequest, v: i16) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let id = gid.0.to_string();
+            let mut d = DescribedGroup::default().with_group_id(gid);
+            if v >= 3 {
+                d.authorized_operations = -2147483648;
+            }
+            match b.groups.get(&id) {
+                Some(g) => {
+                    let st = g.lock();
+                    let proto = st.protocol.clone().unwrap_or_default();
+                    d.group_state = str(st.state.name());
+                    d.protocol_type = str(st.protocol_type.as_deref().unwrap_or(""));
+                    d.protocol_data = str(&proto);
+                    d.members = st
+                        .members
+                        .values()
+                        .map(|m| {
+                            let mut dm = DescribedGroupMember::default()
+                                .with_member_id(str(&m.id))
+                                .with_client_id(str(&m.client_id))
+                                .with_client_host(str(&m.client_host))
+                                .with_member_metadata(
+                                    m.protocols
+                                        .iter()
+                                        .find(|(n, _)| *n == proto)
+                                        .map(|(_, x)| x.clone())
+                                        .unwrap_or_default(),
+                                )
+                                .with_member_assignment(m.assignment.clone());
+                            if v >= 4 {
+                                dm.group_instance_id = m.instance_id.as_ref().map(|s| str(s));
+                            }
+                            dm
+                        })
+                        .collect();
+                }
+                None if b.groups.offsets.has_group(&id) => {
+                    d.group_state = str(State::Empty.name());
+                }
+                None => {
+                    d.group_state = str(State::Dead.name());
+                }
+            }
+            d
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,97 @@
+//! Fetch: for each partition in request order, whole batches from the one containing the fetch
+//! offset, within `partition_max_bytes` and `max_bytes` (the first non-empty partition returns at
+//! least one batch, KIP-74); long-polls until `min_bytes` or `max_wait_ms`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::*;
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use crate::broker::Broker;
+
+fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut budget = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut first_non_empty_done = false;
+    let read_committed = req.isolation_level == 1;
+    let mut out = Vec::with_capacity(req.topics.len());
+    for ft in &req.topics {
+        let name = ft.topic.0.to_string();
+        let topic = b.topic(&name);
+        let mut parts = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(fp.partition)
+                .with_aborted_transactions(read_committed.then(Vec::new));
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                any_error = true;
+                parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
+            match partition.read(&b.store, fp.fetch_offset, limit, !first_non_empty_done) {
+                Ok(r) => {
+                    pd.high_watermark = r.high_watermark;
+                    pd.last_stable_offset = r.high_watermark;
+                    pd.log_start_offset = r.log_start;
+                    if let Some(rec) = r.records {
+                        first_non_empty_done = true;
+                        budget = budget.saturating_sub(rec.len());
+                        total += rec.len();
+                        b.metrics
+                            .topic(&name)
+                            .bytes_out
+                            .fetch_add(rec.len() as u64, Ordering::Relaxed);
+                        pd.records = Some(rec);
+                    }
+                }
+                Err(e) => {
+                    any_error = true;
+                    let st = partition.lock();
+                    pd.high_watermark = st.next_offset;
+                    pd.last_stable_offset = st.next_offset;
+                    pd.log_start_offset = st.log_start;
+                    pd.error_code = e.code();
+                }
+            }
+            if v < 5 {
+                pd.log_start_offset = -1;
+            }
+            parts.push(pd);
+        }
+        out.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic.clone())
+                .with_partitions(parts),
+        );
+    }
+    (out, total, any_error)
+}
+
+pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    loop {
+        // Register interest before reading, so an append between the read and the wait is seen.
+        let notified = b.data_arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (responses, total, any_error) = read_all(b, &req, v);
+        let now = Instant::now();
+        if total >= min_bytes || any_error || now >= deadline || req.topics.is_empty() {
+            return FetchResponse::default().with_responses(responses);
+        }
+        let _ = tokio::time::timeout(deadline - now, notified).await;
+        if Instant::now() >= deadline {
+            let (responses, _, _) = read_all(b, &req, v);
+            return FetchResponse::default().with_responses(responses);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! FindCoordinator: this broker coordinates every group (v0-3: one key; v4+: a list of keys).
+//! Transaction coordinators are refused until transactions exist.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::str;
+use crate::broker::Broker;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub async fn handle(b: &Broker, req: FindCoordinatorRequest, v: i16) -> FindCoordinatorResponse {
+    let (host, port) = b.config.advertised();
+    let node = BrokerId(b.config.node_id);
+    let error = (req.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable);
+    if v < 4 {
+        let mut r = FindCoordinatorResponse::default();
+        match error {
+            Some(e) => {
+                r.error_code = e.code();
+                r.node_id = BrokerId(-1);
+                r.port = -1;
+                if v >= 1 {
+                    r.error_message = Some(str("transactions are not supported yet"));
+                }
+            }
+            None => {
+                r.node_id = node;
+                r.host = str(&host);
+                r.port = port;
+            }
+        }
+        return r;
+    }
+    let coordinators = req
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            let c = Coordinator::default().with_key(key);
+            match error {
+                Some(e) => c
+                    .with_error_code(e.code())
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_message(Some(str("transactions are not supported yet"))),
+                None => c.with_node_id(node).with_host(str(&host)).with_port(port),
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}

@@ -1,0 +1,56 @@
+//! ListOffsets: latest (-1), earliest (-2), max timestamp (-3), and by timestamp (first record
+//! with a timestamp at or after it; -1/-1 when there is none).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::*;
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::broker::Broker;
+
+pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let topic = b.topic(&name);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    if v >= 4 {
+                        r.leader_epoch = 0;
+                    }
+                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
+                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let (log_start, next) = {
+                        let st = part.lock();
+                        (st.log_start, st.next_offset)
+                    };
+                    let found = match p.timestamp {
+                        -1 => Ok(Some((next, -1))),
+                        -2 | -4 => Ok(Some((log_start, -1))),
+                        -3 => part.max_timestamp_offset(&b.store),
+                        ts if ts >= 0 => part.offset_for_timestamp(&b.store, ts),
+                        _ => Err(ResponseError::InvalidRequest),
+                    };
+                    match found {
+                        Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts),
+                        Ok(None) => r,
+                        Err(e) => r.with_error_code(e.code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,124 @@
+//! One module per Kafka API. `dispatch` decodes the body by the version table, calls the
+//! handler, and encodes its response (none for acks=0 produce).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use tusk_protocol::header::{decode_body, encode_response, Request};
+
+use crate::broker::Broker;
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_groups;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_groups;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+pub mod sync_group;
+
+pub fn str(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0);
+/// `Err` closes the connection, as Kafka does for requests it cannot parse.
+pub async fn dispatch(
+    b: &Arc<Broker>,
+    req: Request,
+    peer: std::net::SocketAddr,
+) -> Result<Option<BytesMut>, String> {
+    let v = req.version;
+    let corr = req.header.correlation_id;
+    macro_rules! call {
+        ($req_ty:ty, $module:ident) => {{
+            let body: $req_ty = decode_body(&req)
+                .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
+            let resp = $module::handle(b, body, v).await;
+            encode_response(req.api_key, v, corr, &resp)
+                .map(Some)
+                .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
+        }};
+    }
+    match req.api_key {
+        ApiKey::Produce => {
+            let body: ProduceRequest =
+                decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
+            let acks = body.acks;
+            let resp = produce::handle(b, body, v).await;
+            if acks == 0 {
+                // Kafka sends nothing for acks=0, but closes the connection on an error so the
+                // producer notices.
+                if let Some(code) = produce::first_error(&resp) {
+                    return Err(format!("acks=0 produce failed with error {code}"));
+                }
+                return Ok(None);
+            }
+            encode_response(req.api_key, v, corr, &resp)
+                .map(Some)
+                .map_err(|e| format!("cannot encode Produce v{v} response: {e}"))
+        }
+        ApiKey::Fetch => call!(FetchRequest, fetch),
+        ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets),
+        ApiKey::Metadata => call!(MetadataRequest, metadata),
+        ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit),
+        ApiKey::OffsetFetch => call!(OffsetFetchRequest, offset_fetch),
+        ApiKey::FindCoordinator => call!(FindCoordinatorRequest, find_coordinator),
+        ApiKey::JoinGroup => {
+            let body: JoinGroupRequest =
+                decode_body(&req).map_err(|e| format!("cannot decode JoinGroup v{v}: {e}"))?;
+            let client_id = req
+                .header
+                .client_id
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let host = format!("/{}", peer.ip());
+            let resp = join_group::handle(b, body, v, &client_id, &host).await;
+            encode_response(req.api_key, v, corr, &resp)
+                .map(Some)
+                .map_err(|e| format!("cannot encode JoinGroup v{v} response: {e}"))
+        }
+        ApiKey::Heartbeat => call!(HeartbeatRequest, heartbeat),
+        ApiKey::LeaveGroup => call!(LeaveGroupRequest, leave_group),
+        ApiKey::SyncGroup => call!(SyncGroupRequest, sync_group),
+        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, describe_groups),
+        ApiKey::ListGroups => call!(ListGroupsRequest, list_groups),
+        ApiKey::ApiVersions => call!(ApiVersionsRequest, api_versions),
+        ApiKey::CreateTopics => call!(CreateTopicsRequest, create_topics),
+        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, delete_topics),
+        ApiKey::DeleteRecords => call!(DeleteRecordsRequest, delete_records),
+        ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id),
+        ApiKey::OffsetForLeaderEpoch => call!(OffsetForLeaderEpochRequest, offset_for_leader_epoch),
+        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, describe_configs),
+        ApiKey::AlterConfigs => call!(AlterConfigsRequest, alter_configs),
+        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, create_partitions),
+        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, delete_groups),
+        ApiKey::IncrementalAlterConfigs => {
+            call!(IncrementalAlterConfigsRequest, incremental_alter_configs)
+        }
+        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete),
+        ApiKey::DescribeCluster => call!(DescribeClusterRequest, describe_cluster),
+        other => Err(format!("{other:?} is not supported")),
+    }
+}

@@ -1,0 +1,94 @@
+//! OffsetCommit: validated against the group's generation (or standalone), stored as Walrus
+//! cursors; acknowledged as durable as the fsync schedule promises.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::*;
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::broker::{now_ms, Broker};
+use crate::group::offsets::{Committed, MAX_METADATA};
+
+pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let group_error = b.groups.validate_commit(
+        &group,
+        req.generation_id_or_member_epoch,
+        req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|s| s.as_str()),
+    );
+    let now = now_ms();
+    let mut commits = Vec::new();
+    let mut topics: Vec<OffsetCommitResponseTopic> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let topic = b.topic(&name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let err = if let Some(e) = group_error {
+                        Some(e)
+                    } else if topic
+                        .as_ref()
+                        .and_then(|t| t.partition(p.partition_index))
+                        .is_none()
+                    {
+                        Some(ResponseError::UnknownTopicOrPartition)
+                    } else if p
+                        .committed_metadata
+                        .as_ref()
+                        .is_some_and(|m| m.len() > MAX_METADATA)
+                    {
+                        Some(ResponseError::OffsetMetadataTooLarge)
+                    } else {
+                        commits.push((
+                            (name.clone(), p.partition_index),
+                            Committed {
+                                offset: p.committed_offset,
+                                leader_epoch: p.committed_leader_epoch,
+                                commit_time_ms: now,
+                                metadata: p
+                                    .committed_metadata
+                                    .as_ref()
+                                    .map(|m| m.to_string())
+                                    .unwrap_or_default(),
+                            },
+                        ));
+                        None
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(err.map(|e| e.code()).unwrap_or(0))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    if !commits.is_empty() {
+        let stored = b
+            .groups
+            .offsets
+            .commit(&b.store, &b.catalog, &group, &commits);
+        let synced = match stored {
+            Ok(()) => b.sync_for_ack().await,
+            Err(e) => {
+                tracing::error!(group = %group, "storing offsets failed: {e}");
+                Err(ResponseError::KafkaStorageError)
+            }
+        };
+        if let Err(e) = synced {
+            for t in &mut topics {
+                for p in &mut t.partitions {
+                    if p.error_code == 0 {
+                        p.error_code = e.code();
+                    }
+                }
+            }
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}

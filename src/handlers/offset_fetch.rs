@@ -1,0 +1,112 @@
+//! OffsetFetch: committed offsets, epochs and metadata; -1 where nothing is committed.
+//! v1-7 ask for one group; v8+ for several (KIP-709).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::offset_fetch_response::*;
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use super::str;
+use crate::broker::Broker;
+
+/// (topic, [(partition, offset, epoch, metadata)]) for the asked partitions, or all of them.
+fn lookup(
+    b: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<(i32, i64, i32, String)>)> {
+    match topics {
+        Some(ts) => ts
+            .into_iter()
+            .map(|(t, parts)| {
+                let rows = parts
+                    .into_iter()
+                    .map(|p| match b.groups.offsets.get(group, &(t.clone(), p)) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
+                        None => (p, -1, -1, String::new()),
+                    })
+                    .collect();
+                (t, rows)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, i64, i32, String)>> = BTreeMap::new();
+            for ((t, p), c) in b.groups.offsets.all(group) {
+                by_topic
+                    .entry(t)
+                    .or_default()
+                    .push((p, c.offset, c.leader_epoch, c.metadata));
+            }
+            by_topic.into_iter().collect()
+        }
+    }
+}
+
+pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
+    if v < 8 {
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let rows = lookup(b, req.group_id.0.as_str(), topics);
+        let topics = rows
+            .into_iter()
+            .map(|(t, parts)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(str(&t)))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, off, epoch, meta)| {
+                                let mut r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(off)
+                                    .with_metadata(Some(str(&meta)));
+                                if v >= 5 {
+                                    r.committed_leader_epoch = epoch;
+                                }
+                                r
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let rows = lookup(b, g.group_id.0.as_str(), topics);
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_topics(
+                    rows.into_iter()
+                        .map(|(t, parts)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(str(&t)))
+                                .with_partitions(
+                                    parts
+                                        .into_iter()
+                                        .map(|(p, off, epoch, meta)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(off)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(str(&meta)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}

@@ -1,0 +1,180 @@
+//! Produce: validate each partition's RecordBatch (size, magic, CRC32C, count), apply the
+//! idempotent-producer checks, assign offsets and append to Walrus; answer per `acks`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::*;
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use tusk_protocol::batch::{split_and_validate, BatchError};
+
+use super::str;
+use crate::broker::{now_ms, Broker};
+
+/// The first error code in a response (to close the connection on acks=0 failures).
+pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| p.error_code)
+        .find(|c| *c != 0)
+}
+
+fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_error_message(msg.map(|m| str(&m)))
+}
+
+pub async fn handle(b: &Broker, req: ProduceRequest, v: i16) -> ProduceResponse {
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut wrote = false;
+    for td in req.topic_data {
+        let name = td.name.0.to_string();
+        let topic = match b.topic(&name) {
+            Some(t) => Some(t),
+            None if b.config.auto_create_topics && crate::catalog::validate_name(&name).is_ok() => {
+                b.create_topic(&name, -1, BTreeMap::new())
+                    .ok()
+                    .or_else(|| b.topic(&name))
+            }
+            None => None,
+        };
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let idx = pd.index;
+            let Some(topic) = topic.as_ref() else {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::UnknownTopicOrPartition,
+                    None,
+                ));
+                continue;
+            };
+            let Some(partition) = topic.partition(idx) else {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::UnknownTopicOrPartition,
+                    None,
+                ));
+                continue;
+            };
+            let Some(records) = pd.records else {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::InvalidRecord,
+                    Some("no records".into()),
+                ));
+                continue;
+            };
+            let cfg = topic.config();
+            if records.len() > cfg.max_message_bytes() {
+                tracing::warn!(topic = %name, partition = idx, size = records.len(), "batch larger than max.message.bytes");
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::MessageTooLarge,
+                    Some(format!(
+                        "batch of {} bytes exceeds max.message.bytes {}",
+                        records.len(),
+                        cfg.max_message_bytes()
+                    )),
+                ));
+                continue;
+            }
+            let batches = match split_and_validate(&records) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(topic = %name, partition = idx, "rejecting produce: {e}");
+                    let code = match e {
+                        BatchError::UnsupportedMagic(_) => {
+                            ResponseError::UnsupportedForMessageFormat
+                        }
+                        BatchError::Invalid(_) => ResponseError::InvalidRecord,
+                        _ => ResponseError::CorruptMessage,
+                    };
+                    parts.push(partition_error(idx, code, Some(e.to_string())));
+                    continue;
+                }
+            };
+            // Kafka accepts exactly one batch per partition from clients (magic 2).
+            let [(_, header)] = batches.as_slice() else {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::InvalidRecord,
+                    Some(format!("expected one record batch, got {}", batches.len())),
+                ));
+                continue;
+            };
+            if header.is_control() {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::InvalidRecord,
+                    Some("clients may not write control batches".into()),
+                ));
+                continue;
+            }
+            if header.is_transactional() {
+                parts.push(partition_error(
+                    idx,
+                    ResponseError::InvalidTxnState,
+                    Some("transactions are not supported yet".into()),
+                ));
+                continue;
+            }
+            let count = header.records_count as u64;
+            let size = records.len() as u64;
+            match partition.append(
+                &b.store,
+                BytesMut::from(&records[..]),
+                header,
+                cfg.log_append_time(),
+                now_ms(),
+            ) {
+                Ok(a) => {
+                    wrote = true;
+                    let m = b.metrics.topic(&name);
+                    m.bytes_in.fetch_add(size, Ordering::Relaxed);
+                    m.records_in.fetch_add(count, Ordering::Relaxed);
+                    parts.push(
+                        PartitionProduceResponse::default()
+                            .with_index(idx)
+                            .with_base_offset(a.base_offset)
+                            .with_log_append_time_ms(a.log_append_time)
+                            .with_log_start_offset(a.log_start),
+                    );
+                }
+                Err(e) => {
+                    if e != ResponseError::KafkaStorageError {
+                        tracing::debug!(topic = %name, partition = idx, "produce rejected: {e}");
+                    }
+                    parts.push(partition_error(idx, e, None));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_partition_responses(parts),
+        );
+    }
+    if wrote {
+        b.data_arrived.notify_waiters();
+        if req.acks != 0 {
+            if let Err(e) = b.sync_for_ack().await {
+                for t in &mut responses {
+                    for p in &mut t.partition_responses {
+                        if p.error_code == 0 {
+                            p.error_code = e.code();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = v;
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,32 @@
+//! SyncGroup: the leader hands in the assignment; everyone gets their part.
+
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+
+use super::str;
+use crate::broker::Broker;
+
+pub async fn handle(b: &Broker, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
+    let res = b
+        .groups
+        .sync(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+            req.protocol_type.as_ref().map(|s| s.as_str()),
+            req.protocol_name.as_ref().map(|s| s.as_str()),
+            req.assignments
+                .into_iter()
+                .map(|a| (a.member_id.to_string(), a.assignment))
+                .collect(),
+        )
+        .await;
+    let mut r = SyncGroupResponse::default()
+        .with_error_code(res.error.map(|e| e.code()).unwrap_or(0))
+        .with_assignment(res.assignment);
+    if v >= 5 {
+        r.protocol_type = res.protocol_type.map(|s| str(&s));
+        r.protocol_name = res.protocol.map(|s| str(&s));
+    }
+    r
+}

@@ -1,0 +1,337 @@
+//! One Kafka partition = one Walrus topic holding the partition's RecordBatches verbatim (base
+//! offset patched), one Walrus entry per batch.
+//!
+//! In memory the partition keeps a small index of its batches (offsets, storage position, max
+//! timestamp), so that Fetch finds the batch containing an offset by binary search and
+//! ListOffsets answers by timestamp; it is rebuilt from the batch headers at start.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use tusk_protocol::batch::{self, BatchHeader};
+use walrus::Walrus;
+
+use crate::producer::{ProducerBatch, ProducerEntry, SeqCheck};
+
+/// Cursor (in the partition's Walrus topic) whose metadata holds the log start offset.
+const LOG_START_CURSOR: &[u8] = b"__tusk/log-start";
+
+#[derive(Clone, Copy, Debug)]
+pub struct BatchMeta {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub position: u64,
+    pub max_timestamp: i64,
+    pub size: u32,
+}
+
+#[derive(Default)]
+pub struct PartitionState {
+    /// First offset still readable (DeleteRecords and retention move it).
+    pub log_start: i64,
+    /// Offset the next record gets (= high watermark on a single broker).
+    pub next_offset: i64,
+    pub batches: VecDeque<BatchMeta>,
+    pub bytes: u64,
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    /// The Walrus topic holding this partition.
+    pub wal: String,
+    pub state: Mutex<PartitionState>,
+}
+
+/// Result of a successful append.
+pub struct Appended {
+    pub base_offset: i64,
+    /// Broker time for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    pub log_start: i64,
+}
+
+/// Records read for a fetch.
+pub struct Read {
+    pub records: Option<Bytes>,
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+pub fn wal_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+fn storage_error(e: std::io::Error) -> ResponseError {
+    tracing::error!("storage error: {e}");
+    ResponseError::KafkaStorageError
+}
+
+impl Partition {
+    /// Opens a partition, rebuilding its batch index and producer state from storage.
+    pub fn load(store: &Walrus, topic: &str, index: i32) -> std::io::Result<Partition> {
+        let wal = wal_name(topic, index);
+        let mut st = PartitionState::default();
+        if let Some(stats) = store.topic_stats(&wal) {
+            let mut pos = stats.first_position;
+            while pos < stats.next_position {
+                let entries = store.read_at(&wal, pos, 8 << 20, 2000)?;
+                if entries.is_empty() {
+                    break;
+                }
+                for e in entries {
+                    pos = e.position + 1;
+                    let Ok(h) = BatchHeader::parse(&e.data) else {
+                        tracing::warn!(%wal, position = e.position, "skipping unreadable stored batch");
+                        continue;
+                    };
+                    st.push_batch(&h, e.position, e.data.len());
+                }
+            }
+            st.log_start = st
+                .batches
+                .front()
+                .map(|b| b.base_offset)
+                .unwrap_or(st.next_offset);
+            if let Some(c) = store.cursor(&wal, LOG_START_CURSOR) {
+                if c.metadata.len() == 8 {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&c.metadata);
+                    st.log_start = st.log_start.max(i64::from_le_bytes(b)).min(st.next_offset);
+                }
+            }
+        }
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            wal,
+            state: Mutex::new(st),
+        })
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Validated batch in, offsets assigned, stored. `batch` is one RecordBatch.
+    pub fn append(
+        &self,
+        store: &Walrus,
+        mut batch: BytesMut,
+        h: &BatchHeader,
+        log_append_time: bool,
+        now_ms: i64,
+    ) -> Result<Appended, ResponseError> {
+        let mut st = self.lock();
+        if h.has_producer_id() {
+            if h.base_sequence < 0 {
+                return Err(ResponseError::InvalidRecord);
+            }
+            match ProducerEntry::check(
+                st.producers.get(&h.producer_id),
+                h.producer_epoch,
+                h.base_sequence,
+                h.last_sequence(),
+            ) {
+                SeqCheck::Append => {}
+                SeqCheck::Duplicate(b) => {
+                    return Ok(Appended {
+                        base_offset: b.base_offset,
+                        log_append_time: if log_append_time { b.timestamp } else { -1 },
+                        log_start: st.log_start,
+                    })
+                }
+                SeqCheck::Reject(e) => return Err(e),
+            }
+        }
+        let base_offset = st.next_offset;
+        batch::set_base_offset(&mut batch, base_offset);
+        batch::set_partition_leader_epoch(&mut batch, 0);
+        if log_append_time {
+            batch::set_log_append_time(&mut batch, now_ms);
+        }
+        let position = store.append(&self.wal, &batch).map_err(storage_error)?;
+        let mut stored = *h;
+        stored.base_offset = base_offset;
+        if log_append_time {
+            stored.max_timestamp = now_ms;
+        }
+        st.push_batch(&stored, position, batch.len());
+        Ok(Appended {
+            base_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start: st.log_start,
+        })
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
+    /// least one batch if `min_one`).
+    pub fn read(
+        &self,
+        store: &Walrus,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Read, ResponseError> {
+        let (position, hw, log_start) = {
+            let st = self.lock();
+            if offset < st.log_start || offset > st.next_offset {
+                return Err(ResponseError::OffsetOutOfRange);
+            }
+            let i = st.batches.partition_point(|b| b.last_offset < offset);
+            match st.batches.get(i) {
+                Some(b) => (Some(b.position), st.next_offset, st.log_start),
+                None => (None, st.next_offset, st.log_start),
+            }
+        };
+        let Some(position) = position else {
+            return Ok(Read {
+                records: None,
+                high_watermark: hw,
+                log_start,
+            });
+        };
+        let entries = store
+            .read_at(&self.wal, position, max_bytes, 2000)
+            .map_err(storage_error)?;
+        let mut out = BytesMut::new();
+        for e in &entries {
+            if out.len() + e.data.len() > max_bytes && (!out.is_empty() || !min_one) {
+                break;
+            }
+            out.extend_from_slice(&e.data);
+        }
+        Ok(Read {
+            records: (!out.is_empty()).then(|| out.freeze()),
+            high_watermark: hw,
+            log_start,
+        })
+    }
+
+    /// ListOffsets for a timestamp: the first record with timestamp ≥ `ts`.
+    pub fn offset_for_timestamp(
+        &self,
+        store: &Walrus,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, ResponseError> {
+        let (position, log_start) = {
+            let st = self.lock();
+            match st
+                .batches
+                .iter()
+                .find(|b| b.max_timestamp >= ts && b.last_offset >= st.log_start)
+            {
+                Some(b) => (b.position, st.log_start),
+                None => return Ok(None),
+            }
+        };
+        self.find_in_batch(store, position, |_, t| t >= ts, log_start)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
+    pub fn max_timestamp_offset(
+        &self,
+        store: &Walrus,
+    ) -> Result<Option<(i64, i64)>, ResponseError> {
+        let (position, max_ts, log_start) = {
+            let st = self.lock();
+            let Some(b) = st
+                .batches
+                .iter()
+                .filter(|b| b.last_offset >= st.log_start)
+                .max_by_key(|b| (b.max_timestamp, std::cmp::Reverse(b.base_offset)))
+            else {
+                return Ok(None);
+            };
+            (b.position, b.max_timestamp, st.log_start)
+        };
+        self.find_in_batch(store, position, |_, t| t >= max_ts, log_start)
+    }
+
+    fn find_in_batch(
+        &self,
+        store: &Walrus,
+        position: u64,
+        pred: impl Fn(i64, i64) -> bool,
+        log_start: i64,
+    ) -> Result<Option<(i64, i64)>, ResponseError> {
+        let entries = store
+            .read_at(&self.wal, position, 0, 1)
+            .map_err(storage_error)?;
+        let Some(e) = entries.into_iter().next() else {
+            return Ok(None);
+        };
+        let h = BatchHeader::parse(&e.data).map_err(|_| ResponseError::CorruptMessage)?;
+        if h.is_log_append_time() {
+            return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
+        }
+        let mut bytes = Bytes::from(e.data);
+        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|err| {
+            tracing::warn!("cannot decode stored batch for a timestamp lookup: {err}");
+            ResponseError::CorruptMessage
+        })?;
+        Ok(set
+            .records
+            .iter()
+            .find(|r| r.offset >= log_start && pred(r.offset, r.timestamp))
+            .map(|r| (r.offset, r.timestamp)))
+    }
+
+    /// Moves the log start to `offset` (DeleteRecords, retention) and gives back whole batches
+    /// below it. Returns the new log start.
+    pub fn truncate_before(&self, store: &Walrus, offset: i64) -> Result<i64, ResponseError> {
+        let mut st = self.lock();
+        let offset = offset.min(st.next_offset);
+        if offset <= st.log_start {
+            return Ok(st.log_start);
+        }
+        let keep = st.batches.partition_point(|b| b.last_offset < offset);
+        let position = st
+            .batches
+            .get(keep)
+            .map(|b| b.position)
+            .or_else(|| st.batches.back().map(|b| b.position + 1))
+            .unwrap_or(0);
+        store
+            .set_cursor(&self.wal, LOG_START_CURSOR, position, &offset.to_le_bytes())
+            .map_err(storage_error)?;
+        store.flush().map_err(storage_error)?;
+        store
+            .truncate_before(&self.wal, position)
+            .map_err(storage_error)?;
+        let freed: u64 = st.batches.drain(..keep).map(|b| b.size as u64).sum();
+        st.bytes -= freed;
+        st.log_start = offset;
+        Ok(offset)
+    }
+}
+
+impl PartitionState {
+    fn push_batch(&mut self, h: &BatchHeader, position: u64, size: usize) {
+        let meta = BatchMeta {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            position,
+            max_timestamp: h.max_timestamp,
+            size: size as u32,
+        };
+        if h.has_producer_id() && h.base_sequence >= 0 {
+            self.producers.entry(h.producer_id).or_default().record(
+                h.producer_epoch,
+                ProducerBatch {
+                    first_seq: h.base_sequence,
+                    last_seq: h.last_sequence(),
+                    base_offset: h.base_offset,
+                    timestamp: h.max_timestamp,
+                },
+            );
+        }
+        self.next_offset = meta.last_offset + 1;
+        self.bytes += size as u64;
+        self.batches.push_back(meta);
+    }
+}

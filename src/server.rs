@@ -1,0 +1,56 @@
+//! The TCP server: accepts connections, one task each, and shuts down gracefully on SIGTERM or
+//! SIGINT (stop accepting, let connections finish the request at hand, flush storage).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::connection;
+
+pub async fn run(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((sock, peer)) => {
+                        let b = broker.clone();
+                        let rx = shutdown_rx.clone();
+                        conns.spawn(async move { connection::serve(b, sock, peer, rx).await });
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+        conns.abort_all();
+    }
+    let store = broker.store.clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(std::io::Error::other)??;
+    tracing::info!("stopped; all data flushed");
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Topic configurations: the keys Tusk knows, their defaults, validation, and typed access.
+
+use std::collections::BTreeMap;
+
+/// A known topic config: name, default value, validator, and whether Tusk enforces it.
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub validate: fn(&str) -> Result<(), String>,
+    pub doc: &'static str,
+}
+
+fn long(v: &str) -> Result<(), String> {
+    v.parse::<i64>()
+        .map(|_| ())
+        .map_err(|_| format!("{v:?} is not a number"))
+}
+fn long_min_neg1(v: &str) -> Result<(), String> {
+    match v.parse::<i64>() {
+        Ok(n) if n >= -1 => Ok(()),
+        _ => Err(format!("{v:?} must be a number ≥ -1")),
+    }
+}
+fn positive(v: &str) -> Result<(), String> {
+    match v.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(format!("{v:?} must be a positive number")),
+    }
+}
+fn cleanup_policy(v: &str) -> Result<(), String> {
+    match v {
+        "delete" => Ok(()),
+        _ if v.split(',').any(|p| p.trim() == "compact") => Err(
+            "cleanup.policy=compact is not supported yet by Tusk (log compaction is not implemented); use delete".into(),
+        ),
+        _ => Err(format!("{v:?} is not a valid cleanup.policy")),
+    }
+}
+fn timestamp_type(v: &str) -> Result<(), String> {
+    match v {
+        "CreateTime" | "LogAppendTime" => Ok(()),
+        _ => Err(format!("{v:?} must be CreateTime or LogAppendTime")),
+    }
+}
+fn compression_type(v: &str) -> Result<(), String> {
+    match v {
+        "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+        _ => Err(format!("{v:?} is not a valid compression.type")),
+    }
+}
+fn any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+pub const CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        default: "delete",
+        validate: cleanup_policy,
+        doc: "only delete is supported",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        default: "604800000",
+        validate: long_min_neg1,
+        doc: "enforced",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        default: "-1",
+        validate: long_min_neg1,
+        doc: "enforced",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        default: "1048588",
+        validate: positive,
+        doc: "enforced",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        default: "CreateTime",
+        validate: timestamp_type,
+        doc: "enforced",
+    },
+    ConfigDef {
+        name: "compression.type",
+        default: "producer",
+        validate: compression_type,
+        doc: "only producer (pass-through) changes nothing",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        default: "1073741824",
+        validate: positive,
+        doc: "accepted; Walrus files are 1000 MiB",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        default: "604800000",
+        validate: positive,
+        doc: "accepted, not used",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        default: "1",
+        validate: positive,
+        doc: "single broker",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        validate: any,
+        doc: "single broker",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        default: "9223372036854775807",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        default: "9223372036854775807",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        default: "9223372036854775807",
+        validate: long,
+        doc: "use --fsync",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        default: "9223372036854775807",
+        validate: long,
+        doc: "use --fsync",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        default: "86400000",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        default: "0",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        default: "60000",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        default: "4096",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        default: "10485760",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        default: "0",
+        validate: long,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "preallocate",
+        default: "false",
+        validate: any,
+        doc: "Walrus always preallocates",
+    },
+    ConfigDef {
+        name: "message.downconversion.enable",
+        default: "true",
+        validate: any,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        default: "0.5",
+        validate: any,
+        doc: "accepted",
+    },
+    ConfigDef {
+        name: "follower.replication.throttled.replicas",
+        default: "",
+        validate: any,
+        doc: "single broker",
+    },
+    ConfigDef {
+        name: "leader.replication.throttled.replicas",
+        default: "",
+        validate: any,
+        doc: "single broker",
+    },
+];
+
+pub fn def(name: &str) -> Option<&'static ConfigDef> {
+    CONFIGS.iter().find(|c| c.name == name)
+}
+
+/// Checks one key/value pair.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    match def(name) {
+        Some(d) => (d.validate)(value).map_err(|e| format!("invalid value for {name}: {e}")),
+        None => Err(format!("unknown topic config {name}")),
+    }
+}
+
+/// A topic's overrides on top of the defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicConfig {
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    pub fn get(&self, name: &str) -> &str {
+        self.overrides
+            .get(name)
+            .map(|s| s.as_str())
+            .or_else(|| def(name).map(|d| d.default))
+            .unwrap_or("")
+    }
+    fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(-1)
+    }
+    pub fn retention_ms(&self) -> i64 {
+        self.get_i64("retention.ms")
+    }
+    pub fn retention_bytes(&self) -> i64 {
+        self.get_i64("retention.bytes")
+    }
+    pub fn max_message_bytes(&self) -> usize {
+        self.get_i64("max.message.bytes").max(0) as usize
+    }
+    pub fn log_append_time(&self) -> bool {
+        self.get("message.timestamp.type") == "LogAppendTime"
+    }
+}
