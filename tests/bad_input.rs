@@ -8,11 +8,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 fn request<T: Encodable>(key: ApiKey, version: i16, corr: i32, body: &T) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -46,9 +48,15 @@ fn connect(addr: &str) -> TcpStream {
 /// A working ApiVersions exchange proves the broker is alive and answering.
 fn assert_alive(addr: &str) {
     let mut s = connect(addr);
-    s.write_all(&request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("t"))
-        .with_client_software_version(StrBytes::from_static_str("1")))).unwrap();
+    s.write_all(&request(
+        ApiKey::ApiVersions,
+        3,
+        1,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("t"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    ))
+    .unwrap();
     let mut resp = bytes::Bytes::from(read_frame(&mut s).unwrap());
     let _ = ResponseHeader::decode(&mut resp, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut resp, 3).unwrap();
@@ -62,7 +70,13 @@ fn assert_closed(s: &mut TcpStream) {
     match s.read(&mut b) {
         Ok(0) => {}
         Ok(_) => panic!("expected the connection to be closed, got data"),
-        Err(e) => assert!(matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe), "{e}"),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{e}"
+        ),
     }
 }
 
@@ -85,16 +99,27 @@ fn batch(n: usize, value_len: usize) -> BytesMut {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf
 }
 
 fn produce(addr: &str, topic: &str, records: BytesMut) -> i16 {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.freeze()))])]);
     let mut s = connect(addr);
     s.write_all(&request(ApiKey::Produce, 9, 5, &req)).unwrap();
     let mut resp = bytes::Bytes::from(read_frame(&mut s).unwrap());
@@ -115,7 +140,9 @@ fn garbage_frames_close_only_their_connection() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let len = (seed % 300) as usize;
-        let mut frame: Vec<u8> = (0..len).map(|j| (seed >> (j % 56)) as u8 ^ j as u8).collect();
+        let mut frame: Vec<u8> = (0..len)
+            .map(|j| (seed >> (j % 56)) as u8 ^ j as u8)
+            .collect();
         let mut s = connect(&addr);
         match i % 4 {
             0 => {
@@ -149,14 +176,22 @@ fn garbage_frames_close_only_their_connection() {
     assert_closed(&mut s);
     // Unsupported version of a known API closes the connection.
     let mut s = connect(&addr);
-    s.write_all(&request(ApiKey::Metadata, 12, 1, &MetadataRequest::default())[..4]).unwrap();
+    s.write_all(&request(ApiKey::Metadata, 12, 1, &MetadataRequest::default())[..4])
+        .unwrap();
     let mut bad = request(ApiKey::Metadata, 12, 1, &MetadataRequest::default());
     bad[6..8].copy_from_slice(&99i16.to_be_bytes());
     s.write_all(&bad[4..]).unwrap();
     assert_closed(&mut s);
     assert_alive(&addr);
     // The first connection still works.
-    healthy.write_all(&request(ApiKey::ApiVersions, 0, 77, &ApiVersionsRequest::default())).unwrap();
+    healthy
+        .write_all(&request(
+            ApiKey::ApiVersions,
+            0,
+            77,
+            &ApiVersionsRequest::default(),
+        ))
+        .unwrap();
     let resp = read_frame(&mut healthy).unwrap();
     assert_eq!(&resp[..4], &77i32.to_be_bytes());
     broker.assert_clean_log();
@@ -174,9 +209,18 @@ fn unknown_api_versions_version_gets_kip_511_answer() {
     assert_eq!(h.correlation_id, 42);
     let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16));
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16));
     // The connection stays usable.
-    s.write_all(&request(ApiKey::ApiVersions, 3, 43, &ApiVersionsRequest::default())).unwrap();
+    s.write_all(&request(
+        ApiKey::ApiVersions,
+        3,
+        43,
+        &ApiVersionsRequest::default(),
+    ))
+    .unwrap();
     let resp = read_frame(&mut s).unwrap();
     assert_eq!(&resp[..4], &43i32.to_be_bytes());
 }
@@ -193,19 +237,27 @@ fn corrupt_and_oversized_batches_are_refused_and_nothing_is_written() {
     let mut truncated = batch(3, 10);
     truncated.truncate(truncated.len() - 5);
     assert_eq!(produce(&addr, "bad-batches", truncated), 2);
-    assert_eq!(produce(&addr, "bad-batches", batch(2, 1_100_000)), 10, "MESSAGE_TOO_LARGE");
+    assert_eq!(
+        produce(&addr, "bad-batches", batch(2, 1_100_000)),
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
     let mut magic1 = batch(1, 1);
     magic1[16] = 1;
     assert_eq!(produce(&addr, "bad-batches", magic1), 43);
     // Only the first, valid batch is in the log: the next offset is 3.
-    let req = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("bad-batches")))
-        .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)])]);
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("bad-batches")))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+            ]),
+    ]);
     let mut s = connect(&addr);
-    s.write_all(&request(ApiKey::ListOffsets, 7, 9, &req)).unwrap();
+    s.write_all(&request(ApiKey::ListOffsets, 7, 9, &req))
+        .unwrap();
     let mut resp = bytes::Bytes::from(read_frame(&mut s).unwrap());
     let _ = ResponseHeader::decode(&mut resp, 1).unwrap();
     let r = ListOffsetsResponse::decode(&mut resp, 7).unwrap();
     assert_eq!(r.topics[0].partitions[0].offset, 3);
-    let _ = BufMut::remaining_mut(&mut BytesMut::new());
 }

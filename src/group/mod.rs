@@ -181,6 +181,19 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
 }
 
+/// A SyncGroup request, as the coordinator needs it.
+pub struct SyncRequest<'a> {
+    pub group_id: &'a str,
+    pub generation: i32,
+    pub member_id: &'a str,
+    pub instance_id: Option<&'a str>,
+    /// v5+ (KIP-559): must match the group's.
+    pub protocol_type: Option<&'a str>,
+    pub protocol: Option<&'a str>,
+    /// From the leader: member id → assignment.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Group>>>,
     pub offsets: OffsetStore,
@@ -254,27 +267,32 @@ impl GroupCoordinator {
             return JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id);
         }
         let group = self.get_or_create(&req.group_id);
-        let rx = {
-            let mut st = group.lock();
-            match self.join_locked(&mut st, req) {
-                Ok(rx) => rx,
-                Err(r) => return r,
-            }
-        };
+        let rx = self.join_locked(&mut group.lock(), req);
         rx.await
             .unwrap_or_else(|_| JoinResult::error(ResponseError::UnknownMemberId, ""))
     }
 
-    fn join_locked(
+    fn join_locked(&self, st: &mut GroupState, req: JoinRequest) -> oneshot::Receiver<JoinResult> {
+        match self.try_join(st, req) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(*e);
+                rx
+            }
+        }
+    }
+
+    fn try_join(
         &self,
         st: &mut GroupState,
         req: JoinRequest,
-    ) -> Result<oneshot::Receiver<JoinResult>, JoinResult> {
+    ) -> Result<oneshot::Receiver<JoinResult>, Box<JoinResult>> {
         if st.state == State::Dead {
-            return Err(JoinResult::error(
+            return Err(Box::new(JoinResult::error(
                 ResponseError::CoordinatorNotAvailable,
                 &req.member_id,
-            ));
+            )));
         }
         // The group's protocol type and at least one protocol must be shared.
         if !st.members.is_empty() {
@@ -285,10 +303,10 @@ impl GroupCoordinator {
                     .all(|m| m.protocols.iter().any(|(n, _)| n == name))
             });
             if !same_type || !shared {
-                return Err(JoinResult::error(
+                return Err(Box::new(JoinResult::error(
                     ResponseError::InconsistentGroupProtocol,
                     &req.member_id,
-                ));
+                )));
             }
         }
         let now = Instant::now();
@@ -351,10 +369,10 @@ impl GroupCoordinator {
             } else if req.require_known_member_id {
                 // KIP-394: hand out an id and ask the client to come back with it.
                 st.pending.insert(member_id.clone(), now + session);
-                return Err(JoinResult::error(
+                return Err(Box::new(JoinResult::error(
                     ResponseError::MemberIdRequired,
                     &member_id,
-                ));
+                )));
             }
         } else {
             let known = st.members.contains_key(&member_id);
@@ -362,23 +380,23 @@ impl GroupCoordinator {
             if !known && !pending {
                 if let Some(inst) = &req.instance_id {
                     if st.static_members.contains_key(inst) {
-                        return Err(JoinResult::error(
+                        return Err(Box::new(JoinResult::error(
                             ResponseError::FencedInstanceId,
                             &member_id,
-                        ));
+                        )));
                     }
                 }
-                return Err(JoinResult::error(
+                return Err(Box::new(JoinResult::error(
                     ResponseError::UnknownMemberId,
                     &member_id,
-                ));
+                )));
             }
             if let (Some(inst), true) = (&req.instance_id, known) {
                 if st.static_members.get(inst) != Some(&member_id) {
-                    return Err(JoinResult::error(
+                    return Err(Box::new(JoinResult::error(
                         ResponseError::FencedInstanceId,
                         &member_id,
-                    ));
+                    )));
                 }
             }
         }
@@ -589,16 +607,16 @@ impl GroupCoordinator {
 
     // ----- SyncGroup ----------------------------------------------------------------------
 
-    pub async fn sync(
-        &self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol_type: Option<&str>,
-        protocol: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncResult {
+    pub async fn sync(&self, req: SyncRequest<'_>) -> SyncResult {
+        let SyncRequest {
+            group_id,
+            generation,
+            member_id,
+            instance_id,
+            protocol_type,
+            protocol,
+            assignments,
+        } = req;
         let Some(group) = self.get(group_id) else {
             return SyncResult::error(ResponseError::UnknownMemberId);
         };

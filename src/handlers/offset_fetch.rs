@@ -9,12 +9,15 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use super::str;
 use crate::broker::Broker;
 
-/// (topic, [(partition, offset, epoch, metadata)]) for the asked partitions, or all of them.
+/// (partition, offset, leader epoch, metadata).
+type Row = (i32, i64, i32, String);
+
+/// (topic, rows) for the asked partitions, or for all committed ones.
 fn lookup(
     b: &Broker,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Vec<(String, Vec<(i32, i64, i32, String)>)> {
+) -> Vec<(String, Vec<Row>)> {
     match topics {
         Some(ts) => ts
             .into_iter()
@@ -30,7 +33,7 @@ fn lookup(
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, i64, i32, String)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<Row>> = BTreeMap::new();
             for ((t, p), c) in b.groups.offsets.all(group) {
                 by_topic
                     .entry(t)

@@ -4,22 +4,24 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str;
 use crate::broker::Broker;
+use crate::group::SyncRequest;
 
 pub async fn handle(b: &Broker, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
     let res = b
         .groups
-        .sync(
-            req.group_id.0.as_str(),
-            req.generation_id,
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|s| s.as_str()),
-            req.protocol_type.as_ref().map(|s| s.as_str()),
-            req.protocol_name.as_ref().map(|s| s.as_str()),
-            req.assignments
+        .sync(SyncRequest {
+            group_id: req.group_id.0.as_str(),
+            generation: req.generation_id,
+            member_id: req.member_id.as_str(),
+            instance_id: req.group_instance_id.as_ref().map(|s| s.as_str()),
+            protocol_type: req.protocol_type.as_ref().map(|s| s.as_str()),
+            protocol: req.protocol_name.as_ref().map(|s| s.as_str()),
+            assignments: req
+                .assignments
                 .into_iter()
                 .map(|a| (a.member_id.to_string(), a.assignment))
                 .collect(),
-        )
+        })
         .await;
     let mut r = SyncGroupResponse::default()
         .with_error_code(res.error.map(|e| e.code()).unwrap_or(0))

@@ -96,6 +96,9 @@ struct Topic {
     batch_in_flight: AtomicBool,
 }
 
+/// A checkpoint to write once the data it claims is synced: (file id, block index, content).
+type PendingCheckpoint = (u64, u32, Checkpoint);
+
 /// A block location snapshotted for a read.
 struct ReadSpan {
     file: Arc<WalFile>,
@@ -991,13 +994,13 @@ impl Shared {
         let files: Vec<Arc<WalFile>> = lock(&self.dirty_files).drain().map(|(_, f)| f).collect();
         let write_ckpts = final_flush || last_ckpt.elapsed() >= CHECKPOINT_INTERVAL;
         // Snapshot what checkpoints may claim *before* syncing: only synced data is claimed.
-        let mut ckpts: Vec<(Arc<Topic>, Vec<(u64, u32, Checkpoint)>)> = Vec::new();
+        let mut ckpts: Vec<(Arc<Topic>, Vec<PendingCheckpoint>)> = Vec::new();
         if write_ckpts {
             let topics: Vec<Arc<Topic>> =
                 lock(&self.dirty_topics).drain().map(|(_, t)| t).collect();
             for t in topics {
                 let st = lock(&t.state);
-                let list: Vec<(u64, u32, Checkpoint)> = st
+                let list: Vec<PendingCheckpoint> = st
                     .blocks
                     .iter()
                     .filter(|b| b.ckpt.1 != b.end || b.ckpt.2 != b.sealed)

@@ -217,7 +217,10 @@ impl WalrusBuilder {
     }
 
     pub fn open(self) -> io::Result<Walrus> {
-        if self.block_size < 64 * 1024 || self.block_size % 4096 != 0 || self.blocks_per_file == 0 {
+        if self.block_size < 64 * 1024
+            || !self.block_size.is_multiple_of(4096)
+            || self.blocks_per_file == 0
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "block size must be a multiple of 4 KiB and at least 64 KiB; blocks per file ≥ 1",

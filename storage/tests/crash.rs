@@ -37,7 +37,7 @@ fn mix(mut x: u64) -> u64 {
 /// The one valid content of entry `pos` in topic `t`.
 fn content(t: u32, pos: u64) -> Vec<u8> {
     let h = mix(((t as u64) << 40) ^ pos);
-    let len = if h % 97 == 0 {
+    let len = if h.is_multiple_of(97) {
         70_000
     } else {
         (h % 3000) as usize
