@@ -4,7 +4,8 @@ CARGO ?= cargo
 PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
-        bench bench-and-show-reads show-writes show-reads show-scaling image compose-up crash-long
+        bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
+        plot-deps image compose-up crash-long
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -31,6 +32,40 @@ test-python: build ## Python client tests only (kcat, kafka-python, confluent-ka
 
 crash-long: ## Storage crash test with thousands of kill points
 	WALRUS_CRASH_ITERATIONS=3000 $(CARGO) test --release -p walrus-storage --test crash -- --nocapture
+
+image: ## Build the tusk:local Docker image FROM scratch (static binary, no base image)
+	./scripts/build-image.sh
+
+compose-up: image ## Start Tusk with docker compose (compose/docker-compose.yml)
+	cd compose && (docker compose version >/dev/null 2>&1 && docker compose up || docker-compose up)
+
+plot-deps:
+	@$(PYTHON) -c 'import pandas, matplotlib' 2>/dev/null || $(PYTHON) -m pip install -q pandas matplotlib
+
+bench: bench-storage bench-e2e ## All benchmarks (storage vs walrus-rust, end-to-end), then plots
+	$(MAKE) show-writes show-reads show-scaling show-e2e
+
+bench-storage: ## Walrus vs walrus-rust 0.2.0 (knobs: WALRUS_FSYNC, WALRUS_THREADS, WALRUS_DURATION, WALRUS_BACKEND)
+	$(CARGO) bench -p walrus-storage --bench storage_bench
+
+bench-e2e: build ## End-to-end produce/consume with rdkafka against a fresh Tusk (scripts/bench-e2e.sh)
+	./scripts/bench-e2e.sh
+
+bench-and-show-reads: plot-deps ## Run the read benchmarks and plot them
+	WALRUS_FSYNC=none WALRUS_THREADS=1 $(CARGO) bench -p walrus-storage --bench storage_bench
+	$(PYTHON) scripts/plot.py reads
+
+show-writes: plot-deps ## Plot append throughput (bench-results/writes.png)
+	$(PYTHON) scripts/plot.py writes
+
+show-reads: plot-deps ## Plot read throughput (bench-results/reads.png)
+	$(PYTHON) scripts/plot.py reads
+
+show-scaling: plot-deps ## Plot throughput against writer/topic count (bench-results/scaling.png)
+	$(PYTHON) scripts/plot.py scaling
+
+show-e2e: plot-deps ## Plot the end-to-end results (bench-results/e2e.png)
+	$(PYTHON) scripts/plot.py e2e
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -81,6 +81,20 @@ pub struct Config {
     #[arg(long, env = "TUSK_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
 
+    /// More listeners, each LISTEN_ADDR=ADVERTISED_HOST:PORT (e.g. for Docker: one address for
+    /// the host, one for other containers). Comma-separated in the env variable.
+    #[arg(
+        long = "extra-listener",
+        env = "TUSK_EXTRA_LISTENERS",
+        value_delimiter = ','
+    )]
+    pub extra_listeners: Vec<ExtraListener>,
+
+    /// Check that a broker answers at HOST:PORT (ApiVersions) and exit 0 or 1; for container
+    /// health checks.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub healthcheck: Option<SocketAddr>,
+
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
     #[arg(long, env = "TUSK_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -114,15 +128,44 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// A listener with its own advertised address.
+#[derive(Clone, Debug)]
+pub struct ExtraListener {
+    pub listen: SocketAddr,
+    pub advertised: (String, i32),
+}
+
+fn parse_host_port(s: &str) -> Option<(String, i32)> {
+    let (h, p) = s.rsplit_once(':')?;
+    let p: i32 = p.parse().ok()?;
+    Some((h.trim_matches(['[', ']']).to_string(), p))
+}
+
+impl std::str::FromStr for ExtraListener {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (l, a) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected LISTEN_ADDR=ADVERTISED_HOST:PORT, got {s:?}"))?;
+        Ok(ExtraListener {
+            listen: l
+                .parse()
+                .map_err(|e| format!("bad listen address {l:?}: {e}"))?,
+            advertised: parse_host_port(a)
+                .ok_or_else(|| format!("bad advertised address {a:?}"))?,
+        })
+    }
+}
+
 impl Config {
     /// (host, port) that Metadata advertises.
     pub fn advertised(&self) -> (String, i32) {
-        if let Some(a) = &self.advertised_listener {
-            if let Some((h, p)) = a.rsplit_once(':') {
-                if let Ok(p) = p.parse() {
-                    return (h.trim_matches(['[', ']']).to_string(), p);
-                }
-            }
+        if let Some(hp) = self
+            .advertised_listener
+            .as_deref()
+            .and_then(parse_host_port)
+        {
+            return hp;
         }
         let host = if self.listen.ip().is_unspecified() {
             "127.0.0.1".to_string()

@@ -15,12 +15,13 @@ use tusk_protocol::frame::split_frame;
 use tusk_protocol::header::{encode_response, parse_request, Incoming};
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, ConnCtx};
 
 pub async fn serve(
     broker: Arc<Broker>,
     mut sock: TcpStream,
     peer: SocketAddr,
+    advertised: (String, i32),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = sock.set_nodelay(true);
@@ -29,7 +30,12 @@ pub async fn serve(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    if let Err(reason) = serve_inner(&broker, &mut sock, peer, &mut shutdown).await {
+    let mut ctx = ConnCtx {
+        peer,
+        advertised,
+        client_id: String::new(),
+    };
+    if let Err(reason) = serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
         tracing::warn!(%peer, "closing connection: {reason}");
     }
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -38,7 +44,7 @@ pub async fn serve(
 async fn serve_inner(
     broker: &Arc<Broker>,
     sock: &mut TcpStream,
-    peer: SocketAddr,
+    ctx: &mut ConnCtx,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let max = broker.config.max_request_bytes;
@@ -71,7 +77,12 @@ async fn serve_inner(
                 let key = req.api_key as i16;
                 let stats = broker.metrics.api(key);
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                let res = handlers::dispatch(broker, req, peer).await;
+                if let Some(id) = &req.header.client_id {
+                    if ctx.client_id.as_str() != id.as_str() {
+                        ctx.client_id = id.to_string();
+                    }
+                }
+                let res = handlers::dispatch(broker, req, ctx).await;
                 stats
                     .latency_us_sum
                     .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

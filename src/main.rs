@@ -20,6 +20,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let started = Instant::now();
     let config = config::Config::parse();
+    if let Some(addr) = config.healthcheck {
+        return healthcheck(addr);
+    }
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -49,11 +52,20 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
-        })?;
+    let mut listeners = Vec::new();
+    let mut addrs = vec![(config.listen, config.advertised())];
+    addrs.extend(
+        config
+            .extra_listeners
+            .iter()
+            .map(|l| (l.listen, l.advertised.clone())),
+    );
+    for (addr, advertised) in addrs {
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        listeners.push(server::Listener { socket, advertised });
+    }
     let broker = tokio::task::spawn_blocking({
         let config = config.clone();
         move || broker::Broker::open(config)
@@ -86,5 +98,26 @@ async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "tusk started"
     );
-    server::run(broker, listener).await
+    server::run(broker, listeners).await
+}
+
+/// `tusk --healthcheck HOST:PORT`: one ApiVersions round trip (v0, no client library needed).
+fn healthcheck(addr: std::net::SocketAddr) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let ok = (|| -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        // size 10 | api_key 18 | version 0 | correlation id 1 | client id: null
+        s.write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff])?;
+        let mut head = [0u8; 10];
+        s.read_exact(&mut head)?;
+        Ok(head[4..8] == [0, 0, 0, 1] && head[8..10] == [0, 0])
+    })()
+    .unwrap_or(false);
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("tusk: no healthy broker at {addr}");
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -11,18 +11,42 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::connection;
 
-pub async fn run(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<()> {
+/// A bound listener and the address its clients are told to use.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub advertised: (String, i32),
+}
+
+pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // All listeners feed one channel of accepted sockets.
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    let mut acceptors = JoinSet::new();
+    for l in listeners {
+        let tx = accepted_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                let r = l
+                    .socket
+                    .accept()
+                    .await
+                    .map(|(s, p)| (s, p, l.advertised.clone()));
+                if tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            Some(accepted) = accepted_rx.recv() => {
                 match accepted {
-                    Ok((sock, peer)) => {
+                    Ok((sock, peer, advertised)) => {
                         let b = broker.clone();
                         let rx = shutdown_rx.clone();
-                        conns.spawn(async move { connection::serve(b, sock, peer, rx).await });
+                        conns.spawn(async move { connection::serve(b, sock, peer, advertised, rx).await });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -37,7 +61,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<
         }
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
-    drop(listener);
+    acceptors.abort_all();
     let _ = shutdown_tx.send(true);
     let drain = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)

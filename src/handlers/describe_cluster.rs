@@ -3,11 +3,16 @@
 use kafka_protocol::messages::describe_cluster_response::*;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::broker::Broker;
 
-pub async fn handle(b: &Broker, req: DescribeClusterRequest, v: i16) -> DescribeClusterResponse {
-    let (host, port) = b.config.advertised();
+pub async fn handle(
+    b: &Broker,
+    req: DescribeClusterRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> DescribeClusterResponse {
+    let (host, port) = ctx.advertised.clone();
     let mut r = DescribeClusterResponse::default()
         .with_cluster_id(str(&b.catalog.cluster_id))
         .with_controller_id(BrokerId(b.config.node_id))

@@ -5,13 +5,18 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::broker::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub async fn handle(b: &Broker, req: FindCoordinatorRequest, v: i16) -> FindCoordinatorResponse {
-    let (host, port) = b.config.advertised();
+pub async fn handle(
+    b: &Broker,
+    req: FindCoordinatorRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> FindCoordinatorResponse {
+    let (host, port) = ctx.advertised.clone();
     let node = BrokerId(b.config.node_id);
     let error = (req.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable);
     if v < 4 {

@@ -3,25 +3,19 @@
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::broker::Broker;
 use crate::group::JoinRequest;
 
-pub async fn handle(
-    b: &Broker,
-    req: JoinGroupRequest,
-    v: i16,
-    client_id: &str,
-    client_host: &str,
-) -> JoinGroupResponse {
+pub async fn handle(b: &Broker, req: JoinGroupRequest, v: i16, ctx: &ConnCtx) -> JoinGroupResponse {
     let res = b
         .groups
         .join(JoinRequest {
             group_id: req.group_id.0.to_string(),
             member_id: req.member_id.to_string(),
             instance_id: req.group_instance_id.map(|s| s.to_string()),
-            client_id: client_id.to_string(),
-            client_host: client_host.to_string(),
+            client_id: ctx.client_id.clone(),
+            client_host: format!("/{}", ctx.peer.ip()),
             session_timeout_ms: req.session_timeout_ms,
             rebalance_timeout_ms: if v >= 1 {
                 req.rebalance_timeout_ms

@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::broker::Broker;
 use crate::catalog::Topic;
 
@@ -35,8 +35,8 @@ pub fn describe_topic(b: &Broker, t: &Topic, v: i16) -> MetadataResponseTopic {
     r
 }
 
-pub async fn handle(b: &Broker, req: MetadataRequest, v: i16) -> MetadataResponse {
-    let (host, port) = b.config.advertised();
+pub async fn handle(b: &Broker, req: MetadataRequest, v: i16, ctx: &ConnCtx) -> MetadataResponse {
+    let (host, port) = ctx.advertised.clone();
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(b.config.node_id))

@@ -37,6 +37,14 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
+/// What a handler may need to know about the connection a request came in on.
+pub struct ConnCtx {
+    pub peer: std::net::SocketAddr,
+    /// (host, port) clients of this listener are told to connect to.
+    pub advertised: (String, i32),
+    pub client_id: String,
+}
+
 pub fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
@@ -46,7 +54,7 @@ pub fn str(s: &str) -> StrBytes {
 pub async fn dispatch(
     b: &Arc<Broker>,
     req: Request,
-    peer: std::net::SocketAddr,
+    ctx: &ConnCtx,
 ) -> Result<Option<BytesMut>, String> {
     let v = req.version;
     let corr = req.header.correlation_id;
@@ -55,6 +63,17 @@ pub async fn dispatch(
             let body: $req_ty = decode_body(&req)
                 .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
             let resp = $module::handle(b, body, v).await;
+            encode_response(req.api_key, v, corr, &resp)
+                .map(Some)
+                .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
+        }};
+    }
+    // The same, for handlers that need the connection's context.
+    macro_rules! call_ctx {
+        ($req_ty:ty, $module:ident) => {{
+            let body: $req_ty = decode_body(&req)
+                .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
+            let resp = $module::handle(b, body, v, ctx).await;
             encode_response(req.api_key, v, corr, &resp)
                 .map(Some)
                 .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
@@ -80,25 +99,11 @@ pub async fn dispatch(
         }
         ApiKey::Fetch => call!(FetchRequest, fetch),
         ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets),
-        ApiKey::Metadata => call!(MetadataRequest, metadata),
+        ApiKey::Metadata => call_ctx!(MetadataRequest, metadata),
         ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit),
         ApiKey::OffsetFetch => call!(OffsetFetchRequest, offset_fetch),
-        ApiKey::FindCoordinator => call!(FindCoordinatorRequest, find_coordinator),
-        ApiKey::JoinGroup => {
-            let body: JoinGroupRequest =
-                decode_body(&req).map_err(|e| format!("cannot decode JoinGroup v{v}: {e}"))?;
-            let client_id = req
-                .header
-                .client_id
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            let host = format!("/{}", peer.ip());
-            let resp = join_group::handle(b, body, v, &client_id, &host).await;
-            encode_response(req.api_key, v, corr, &resp)
-                .map(Some)
-                .map_err(|e| format!("cannot encode JoinGroup v{v} response: {e}"))
-        }
+        ApiKey::FindCoordinator => call_ctx!(FindCoordinatorRequest, find_coordinator),
+        ApiKey::JoinGroup => call_ctx!(JoinGroupRequest, join_group),
         ApiKey::Heartbeat => call!(HeartbeatRequest, heartbeat),
         ApiKey::LeaveGroup => call!(LeaveGroupRequest, leave_group),
         ApiKey::SyncGroup => call!(SyncGroupRequest, sync_group),
@@ -118,7 +123,7 @@ pub async fn dispatch(
             call!(IncrementalAlterConfigsRequest, incremental_alter_configs)
         }
         ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete),
-        ApiKey::DescribeCluster => call!(DescribeClusterRequest, describe_cluster),
+        ApiKey::DescribeCluster => call_ctx!(DescribeClusterRequest, describe_cluster),
         other => Err(format!("{other:?} is not supported")),
     }
 }

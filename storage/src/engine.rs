@@ -245,9 +245,9 @@ impl Walrus {
             .unwrap_or(0);
         let got = match st_guard.as_ref() {
             Some(st) => {
-                let spans = self.shared.plan_read(st, start, max_bytes, max_entries);
+                let (spans, from) = self.shared.plan_read(st, start, max_bytes, max_entries);
                 self.shared
-                    .read_spans(topic, spans, start, max_bytes, max_entries)?
+                    .read_spans(topic, spans, from, max_bytes, max_entries)?
             }
             None => self.read_at(topic, start, max_bytes, max_entries)?,
         };
@@ -341,12 +341,12 @@ impl Walrus {
         let Some(t) = self.shared.topic(topic) else {
             return Ok(Vec::new());
         };
-        let spans = {
+        let (spans, from) = {
             let st = lock(&t.state);
             self.shared.plan_read(&st, position, max_bytes, max_entries)
         };
         self.shared
-            .read_spans(topic, spans, position, max_bytes, max_entries)
+            .read_spans(topic, spans, from, max_bytes, max_entries)
     }
 
     /// First/next position and size of a topic; `None` if it does not exist.
@@ -779,7 +779,8 @@ impl Shared {
                 )
             })
             .collect();
-        if let Err(e) = self.write_runs(&runs) {
+        // Batches go through io_uring (fd backend); a single entry is one pwrite either way.
+        if let Err(e) = self.write_runs(&runs, n > 1) {
             self.poison("write failed", &e);
             return Err(e);
         }
@@ -813,9 +814,9 @@ impl Shared {
         Ok(start..pos)
     }
 
-    fn write_runs(&self, runs: &[(&File, u64, &[u8])]) -> io::Result<()> {
+    fn write_runs(&self, runs: &[(&File, u64, &[u8])], batch: bool) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        if runs.len() > 1 && fd_backend_enabled() {
+        if batch && fd_backend_enabled() {
             if let Some(ring) = self.ring.as_ref().filter(|r| r.is_usable()) {
                 let ops: Vec<crate::uring::WriteOp> = runs
                     .iter()
@@ -828,7 +829,7 @@ impl Shared {
                 return ring.write_all(&ops);
             }
         }
-        let _ = fd_backend_enabled;
+        let _ = (fd_backend_enabled, batch);
         for (f, off, data) in runs {
             f.write_all_at(data, *off)?;
         }
@@ -842,10 +843,11 @@ impl Shared {
         position: u64,
         max_bytes: usize,
         max_entries: usize,
-    ) -> Vec<ReadSpan> {
+    ) -> (Vec<ReadSpan>, u64) {
+        // Entries before the retention mark are gone even if their block is still there.
         let position = position.max(st.first_position);
         if position >= st.next_position || max_entries == 0 {
-            return Vec::new();
+            return (Vec::new(), position);
         }
         let i = st
             .blocks
@@ -877,7 +879,7 @@ impl Shared {
             }
             budget -= got;
         }
-        spans
+        (spans, position)
     }
 
     /// Reads and verifies entries from snapshotted spans.

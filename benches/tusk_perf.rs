@@ -1,0 +1,380 @@
+//! End-to-end load tool on a real client (the rdkafka crate, librdkafka 2.12), in the spirit of
+//! kafka-producer-perf-test and kafka-consumer-perf-test.
+//!
+//! `cargo bench --bench tusk_perf -- [options]`; without `--bootstrap` it starts its own Tusk
+//! (release build, fresh data dir) and also reports the broker's CPU seconds and peak RSS.
+//!
+//! Options: `--bootstrap HOST:PORT`, `--messages N` (default 1,000,000), `--size BYTES` (1024),
+//! `--partitions P` (8), `--acks all|1|0` (all), `--linger-ms` (5), `--compression` (none),
+//! `--rate MSG_PER_S` (0 = unlimited; for latency runs), `--fsync` (broker's, when started
+//! here), `--label` (free text in the CSV), `--csv FILE` (default bench-results/e2e.csv).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+struct Args {
+    bootstrap: Option<String>,
+    messages: u64,
+    size: usize,
+    partitions: i32,
+    acks: String,
+    linger_ms: u64,
+    compression: String,
+    rate: u64,
+    fsync: String,
+    label: String,
+    csv: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        bootstrap: None,
+        messages: 1_000_000,
+        size: 1024,
+        partitions: 8,
+        acks: "all".into(),
+        linger_ms: 5,
+        compression: "none".into(),
+        rate: 0,
+        fsync: "1000ms".into(),
+        label: String::new(),
+        csv: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/bench-results/e2e.csv"
+        )),
+    };
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--bootstrap" => a.bootstrap = Some(v),
+            "--messages" => a.messages = v.parse().expect("--messages"),
+            "--size" => a.size = v.parse().expect("--size"),
+            "--partitions" => a.partitions = v.parse().expect("--partitions"),
+            "--acks" => a.acks = v,
+            "--linger-ms" => a.linger_ms = v.parse().expect("--linger-ms"),
+            "--compression" => a.compression = v,
+            "--rate" => a.rate = v.parse().expect("--rate"),
+            "--fsync" => a.fsync = v,
+            "--label" => a.label = v,
+            "--csv" => a.csv = PathBuf::from(v),
+            other => panic!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Delivery latencies, collected from delivery reports.
+struct Latencies {
+    sent_at: Mutex<HashMap<usize, Instant>>,
+    samples: Mutex<Vec<u32>>,
+    errors: Mutex<u64>,
+}
+
+struct Ctx(Arc<Latencies>);
+impl ClientContext for Ctx {}
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<usize>;
+    fn delivery(&self, r: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
+        let t = self
+            .0
+            .sent_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if r.is_err() {
+            *self.0.errors.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+        if let Some(t) = t {
+            self.0
+                .samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t.elapsed().as_micros() as u32);
+        }
+    }
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// A Tusk started for the run, with its process id for CPU and memory accounting.
+struct Broker {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn start_broker(fsync: &str, partitions: i32) -> (Broker, String) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/tusk");
+    assert!(
+        bin.exists(),
+        "build the broker first: cargo build --release --bin tusk"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir_in(
+        std::env::var("TUSK_BENCH_DIR")
+            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "--listen",
+            &addr,
+            "--fsync",
+            fsync,
+            "--log-level",
+            "warn",
+            "--num-partitions",
+            &partitions.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tusk");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "tusk did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (Broker { child, _dir: dir }, addr)
+}
+
+/// (CPU seconds, RSS in MiB) of a process, from /proc.
+fn proc_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = 100.0; // CLK_TCK on Linux
+    let cpu = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu / ticks, rss_kb / 1024.0)
+}
+
+fn main() {
+    let a = parse_args();
+    let (broker, bootstrap) = match &a.bootstrap {
+        Some(b) => (None, b.clone()),
+        None => {
+            let (b, addr) = start_broker(&a.fsync, a.partitions);
+            (Some(b), addr)
+        }
+    };
+    let pid = broker.as_ref().map(|b| b.child.id());
+    let peak_rss = Arc::new(Mutex::new(0f64));
+    let idle_rss = pid.map(|p| proc_usage(p).1).unwrap_or(0.0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = pid.map(|p| {
+        let (peak, stop) = (peak_rss.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, rss) = proc_usage(p);
+                let mut pk = peak.lock().unwrap_or_else(|e| e.into_inner());
+                *pk = pk.max(rss);
+                drop(pk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    });
+    let topic = format!("perf-{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        admin
+            .create_topics(
+                &[NewTopic::new(
+                    &topic,
+                    a.partitions,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+    });
+    let cpu0 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
+
+    // ---- produce ----
+    let lat = Arc::new(Latencies {
+        sent_at: Mutex::new(HashMap::new()),
+        samples: Mutex::new(Vec::new()),
+        errors: Mutex::new(0),
+    });
+    let producer: BaseProducer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", &a.acks)
+        .set("linger.ms", a.linger_ms.to_string())
+        .set("compression.type", &a.compression)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("batch.size", "1000000")
+        .create_with_context(Ctx(lat.clone()))
+        .unwrap();
+    let payload = vec![b'x'; a.size];
+    let start = Instant::now();
+    let track_every = if a.rate > 0 { 1 } else { 16 };
+    for i in 0..a.messages as usize {
+        if a.rate > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / a.rate as f64);
+            while Instant::now() < due {
+                producer.poll(Duration::ZERO);
+                std::hint::spin_loop();
+            }
+        }
+        let tracked = i % track_every == 0;
+        if tracked {
+            lat.sent_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(i, Instant::now());
+        }
+        let mut rec = BaseRecord::<(), Vec<u8>, Box<usize>>::with_opaque_to(&topic, Box::new(i))
+            .partition((i % a.partitions as usize) as i32)
+            .payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(1));
+                    rec = r;
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300)).unwrap();
+    let produce_s = start.elapsed().as_secs_f64();
+    let cpu1 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
+    let mut samples = std::mem::take(&mut *lat.samples.lock().unwrap_or_else(|p| p.into_inner()));
+    samples.sort_unstable();
+    let errors = *lat.errors.lock().unwrap_or_else(|p| p.into_inner());
+
+    // ---- consume everything back, default consumer settings ----
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("perf-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..a.partitions {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let cstart = Instant::now();
+    let (mut got, mut bytes) = (0u64, 0u64);
+    while got < a.messages && cstart.elapsed() < Duration::from_secs(600) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            got += 1;
+            bytes += m.payload().map(|p| p.len()).unwrap_or(0) as u64;
+        }
+    }
+    let consume_s = cstart.elapsed().as_secs_f64();
+    let cpu2 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(s) = sampler {
+        let _ = s.join();
+    }
+    let peak = *peak_rss.lock().unwrap_or_else(|p| p.into_inner());
+
+    let mb = (a.messages as f64 * a.size as f64) / 1e6;
+    let row = format!(
+        "{},{},{},{},{},{},{},{},{:.0},{:.1},{:.3},{:.3},{:.3},{:.3},{:.0},{:.1},{},{:.2},{:.2},{:.1},{:.1}",
+        a.label, a.messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync,
+        a.messages as f64 / produce_s, mb / produce_s,
+        pct(&samples, 0.5), pct(&samples, 0.99), pct(&samples, 0.999), samples.last().copied().unwrap_or(0) as f64 / 1000.0,
+        got as f64 / consume_s, bytes as f64 / 1e6 / consume_s, errors,
+        cpu1 - cpu0, cpu2 - cpu1, peak, idle_rss,
+    );
+    println!(
+        "label={} messages={} size={} partitions={} acks={} linger_ms={} compression={} fsync={}",
+        a.label, a.messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync
+    );
+    println!(
+        "produce: {:.0} msg/s, {:.1} MB/s; latency ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; errors {}",
+        a.messages as f64 / produce_s, mb / produce_s, pct(&samples, 0.5), pct(&samples, 0.99), pct(&samples, 0.999),
+        samples.last().copied().unwrap_or(0) as f64 / 1000.0, errors
+    );
+    println!(
+        "consume: {:.0} msg/s, {:.1} MB/s ({got} messages)",
+        got as f64 / consume_s,
+        bytes as f64 / 1e6 / consume_s
+    );
+    if pid.is_some() {
+        println!(
+            "broker: cpu {:.2} s producing, {:.2} s consuming; RSS peak {:.1} MiB, idle {:.1} MiB",
+            cpu1 - cpu0,
+            cpu2 - cpu1,
+            peak,
+            idle_rss
+        );
+    }
+    if let Some(dir) = a.csv.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let new = !a.csv.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.csv)
+        .unwrap();
+    if new {
+        writeln!(f, "label,messages,size,partitions,acks,linger_ms,compression,fsync,produce_msg_s,produce_mb_s,lat_p50_ms,lat_p99_ms,lat_p999_ms,lat_max_ms,consume_msg_s,consume_mb_s,errors,broker_cpu_produce_s,broker_cpu_consume_s,broker_rss_peak_mib,broker_rss_idle_mib").unwrap();
+    }
+    writeln!(f, "{row}").unwrap();
+    if let Some(mut b) = broker {
+        let _ = b.child.kill();
+        let _ = b.child.wait();
+    }
+}

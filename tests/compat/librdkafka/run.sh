@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# librdkafka's own integration suite against a fresh Tusk.
+#
+#   run.sh [allow|all|LIST]   allow: the tests in tests.allow (default); all: every broker-facing
+#                             test; LIST: comma-separated test numbers.
+#
+# Fetches librdkafka's Debian source package (version pinned, default 2.14.2-1) through a private
+# apt configuration, builds its test-runner once (cached in $TUSK_COMPAT_CACHE, default
+# ~/.cache/tusk-compat), starts Tusk with its own data dir and port (auto-create on, 4 partitions),
+# runs each test in its own process with a timeout, and prints `NNNN,PASS|FAIL,seconds` per test
+# and a last line `N passed, M failed`.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+version="${LIBRDKAFKA_VERSION:-2.14.2-1}"
+upstream="${version%-*}"
+cache="${TUSK_COMPAT_CACHE:-$HOME/.cache/tusk-compat}"
+src="$cache/librdkafka-$upstream"
+per_test_timeout="${TEST_TIMEOUT:-180}"
+mode="${1:-allow}"
+
+log() { echo "compat: $*" >&2; }
+
+install_build_deps() {
+  local pkgs=(build-essential pkg-config python3 zlib1g-dev libssl-dev libzstd-dev liblz4-dev libsasl2-dev rapidjson-dev)
+  local missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+fetch_source() {
+  [ -f "$src/configure" ] && return 0
+  mkdir -p "$cache"
+  local apt="$cache/apt"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts" "$cache/dl"
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+  uri="${uri:-http://deb.debian.org/debian}"
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri sid main" > "$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/parts"
+              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
+  log "fetching librdkafka $version source (Debian sid)"
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$cache/dl" && apt-get "${opts[@]}" source --download-only "librdkafka=$version" >/dev/null)
+  tar -xzf "$cache/dl/librdkafka_${upstream}.orig.tar.gz" -C "$cache"
+  [ -d "$src" ] || mv "$cache"/librdkafka-* "$src" 2>/dev/null || true
+}
+
+build_suite() {
+  [ -x "$src/tests/test-runner" ] && return 0
+  install_build_deps
+  log "building librdkafka and its test-runner (a few minutes, once)"
+  (cd "$src" && ./configure --disable-curl --no-download >/dev/null && make -j"$(nproc)" libs >/dev/null \
+     && make -j"$(nproc)" -C tests build >/dev/null)
+}
+
+fetch_source || { log "could not fetch the source"; exit 2; }
+build_suite || { log "build failed"; exit 2; }
+
+# Every numbered test; the runner's -L flag skips the local/mock-only ones (reported SKIP).
+all_tests() {
+  ls "$src/tests"/0[0-9][0-9][0-9]-*.c "$src/tests"/0[0-9][0-9][0-9]-*.cpp 2>/dev/null \
+    | sed -E 's#.*/([0-9]{4})-([^.]*)\..*#\1 \2#' | sort -u
+}
+case "$mode" in
+  allow) tests=$(grep -vE '^\s*(#|$)' "$here/tests.allow" | awk '{print $1}') ;;
+  all) tests=$(all_tests | awk '{print $1}') ;;
+  *) tests=$(echo "$mode" | tr ',' '\n') ;;
+esac
+
+tusk_bin="${TUSK_BIN:-$root/target/release/tusk}"
+[ -x "$tusk_bin" ] || (cd "$root" && cargo build --release --bin tusk >/dev/null)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+trap 'kill $tusk_pid 2>/dev/null; wait $tusk_pid 2>/dev/null; rm -rf "$work"' EXIT
+"$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --num-partitions 4 \
+  --group-initial-rebalance-delay-ms 0 --log-level warn > "$work/tusk.log" 2>&1 &
+tusk_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+echo "bootstrap.servers=127.0.0.1:$port" > "$src/tests/test.conf"
+results="${COMPAT_RESULTS:-$root/target/compat}"
+mkdir -p "$results"
+
+pass=0; fail=0; skip=0
+for t in $tests; do
+  start=$(date +%s.%N)
+  (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -Q -E -L \
+     > "$results/$t.log" 2>&1)
+  rc=$?
+  secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
+  if [ $rc -eq 0 ] && grep -qE "Test [^ ]+ SKIPPED" "$results/$t.log" && ! grep -qE "Test [^ ]+ PASSED" "$results/$t.log"; then
+    echo "$t,SKIP,$secs"; skip=$((skip+1))
+  elif [ $rc -eq 0 ] && ! grep -q "FAILED" "$results/$t.log"; then
+    echo "$t,PASS,$secs"; pass=$((pass+1))
+  else
+    echo "$t,FAIL,$secs"; fail=$((fail+1))
+  fi
+  if ! kill -0 $tusk_pid 2>/dev/null; then
+    log "Tusk died during test $t"; tail -20 "$work/tusk.log" >&2; exit 1
+  fi
+done
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
