@@ -186,6 +186,12 @@ pub const CONFIGS: &[ConfigDef] = &[
         doc: "Walrus always preallocates",
     },
     ConfigDef {
+        name: "message.format.version",
+        default: "3.0-IV1",
+        validate: any,
+        doc: "accepted; Tusk stores record batch v2 only",
+    },
+    ConfigDef {
         name: "message.downconversion.enable",
         default: "true",
         validate: any,

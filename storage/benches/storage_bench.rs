@@ -6,7 +6,8 @@
 //! - `WALRUS_DURATION` seconds per measurement (default 4),
 //! - `WALRUS_FSYNC` schedules to run: comma list of `200ms`, `sync-each`, `none` (default all),
 //! - `WALRUS_THREADS` topic counts (one writer thread per topic) for batch appends (default `1,8`),
-//! - `WALRUS_BACKEND` backends: `fd`, `mmap` (default both).
+//! - `WALRUS_BACKEND` backends: `fd`, `mmap` (default both),
+//! - `WALRUS_WORKLOADS` only these workloads (comma list; default all).
 //!
 //! Workloads: `batch_append` (2,000 × 1 KiB per batch), `append` (1 KiB entries), `batch_read`
 //! (everything back, page cache warm), `cursor_commit` (durable cursor persists per second; for
@@ -74,8 +75,8 @@ impl Engine for Ours {
             .sum()
     }
     fn cursor_commit(&self, topic: &str, i: u64) {
+        // Under SyncEach this returns once the commit is fsynced (shared with concurrent commits).
         self.0.set_cursor(topic, b"bench", i, b"").expect("cursor");
-        self.0.flush().expect("flush");
     }
 }
 
@@ -110,10 +111,18 @@ fn open(engine: &str, dir: &Path, sched: Sched, strict: bool) -> Box<dyn Engine>
                 Sched::SyncEach => walrus::FsyncSchedule::SyncEach,
                 Sched::NoFsync => walrus::FsyncSchedule::NoFsync,
             };
-            let _ = strict;
+            // The same read consistency as the walrus-rust side of each workload.
+            let mode = if strict {
+                walrus::ReadConsistency::StrictlyAtOnce
+            } else {
+                walrus::ReadConsistency::AtLeastOnce {
+                    persist_every: 1000,
+                }
+            };
             Box::new(Ours(
                 walrus::Walrus::builder()
                     .data_dir(dir)
+                    .consistency(mode)
                     .fsync(s)
                     .open()
                     .expect("open walrus"),
@@ -342,12 +351,16 @@ fn main() {
     }
     plan.push((
         "cursor_commit".into(),
-        "8".into(),
+        "32".into(),
         "sync-each".into(),
         "fd".into(),
     ));
     plan.push(("reopen".into(), "8".into(), "none".into(), "fd".into()));
 
+    let only = env_list("WALRUS_WORKLOADS", "");
+    if !only.is_empty() {
+        plan.retain(|(w, ..)| only.contains(w));
+    }
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out_dir).expect("results dir");
     let mut csv = String::from(
@@ -411,6 +424,11 @@ fn main() {
         let _ = std::io::stdout().flush();
     }
     let _ = std::fs::remove_dir_all(&root);
-    std::fs::write(out_dir.join("storage.csv"), csv).expect("write csv");
-    println!("disk sequential write: {disk:.0} MB/s; CSV: bench-results/storage.csv");
+    let name = if only.is_empty() {
+        "storage.csv".to_string()
+    } else {
+        format!("storage-{}.csv", only.join("-"))
+    };
+    std::fs::write(out_dir.join(&name), csv).expect("write csv");
+    println!("disk sequential write: {disk:.0} MB/s; CSV: bench-results/{name}");
 }

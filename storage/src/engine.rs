@@ -106,6 +106,9 @@ struct ReadSpan {
     start: u64,
     start_position: u64,
     end: u64,
+    /// No entry the read can return starts at or past this offset (from the sparse index), so
+    /// reads need not fetch beyond it.
+    read_end: u64,
 }
 
 struct Shared {
@@ -855,6 +858,7 @@ impl Shared {
             .saturating_sub(1);
         let mut spans = Vec::new();
         let mut budget = (max_bytes as u64).saturating_add(READ_CHUNK);
+        let past_last = position.saturating_add(max_entries.min(MAX_BATCH_ENTRIES) as u64);
         for b in st.blocks.iter().skip(i) {
             if b.next_position <= position || b.end <= BLOCK_HEADER_SIZE {
                 continue;
@@ -866,12 +870,19 @@ impl Shared {
                 .find(|s| s.0 <= position)
                 .copied()
                 .unwrap_or((b.first_position, BLOCK_HEADER_SIZE));
+            let read_end = b
+                .samples
+                .iter()
+                .find(|s| s.0 >= past_last)
+                .map(|s| s.1)
+                .unwrap_or(b.end);
             spans.push(ReadSpan {
                 file: b.file.clone(),
                 base: b.index as u64 * self.block_size,
                 start,
                 start_position,
                 end: b.end,
+                read_end,
             });
             let got = b.end - start;
             if got >= budget {
@@ -903,9 +914,13 @@ impl Shared {
             let mut off = span.start;
             let mut pos = span.start_position;
             while off < span.end {
+                let limit = span
+                    .read_end
+                    .max(off + ENTRY_HEADER_SIZE as u64)
+                    .min(span.end);
                 let want = READ_CHUNK
                     .max((max_bytes.saturating_sub(bytes) as u64).saturating_add(64))
-                    .min(span.end - off);
+                    .min(limit - off);
                 let mut buf = vec![0u8; want as usize];
                 span.file.file.read_exact_at(&mut buf, span.base + off)?;
                 let mut p = 0usize;

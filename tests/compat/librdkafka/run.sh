@@ -47,8 +47,10 @@ fetch_source() {
   log "fetching librdkafka $version source (Debian sid)"
   apt-get "${opts[@]}" update -qq >/dev/null
   (cd "$cache/dl" && apt-get "${opts[@]}" source --download-only "librdkafka=$version" >/dev/null)
-  tar -xzf "$cache/dl/librdkafka_${upstream}.orig.tar.gz" -C "$cache"
-  [ -d "$src" ] || mv "$cache"/librdkafka-* "$src" 2>/dev/null || true
+  local x="$cache/extract"
+  rm -rf "$x" && mkdir -p "$x"
+  tar -xzf "$cache/dl/librdkafka_${upstream}.orig.tar.gz" -C "$x"
+  mv "$x"/* "$src" && rmdir "$x"
 }
 
 build_suite() {
@@ -90,17 +92,17 @@ pass=0; fail=0; skip=0
 for t in $tests; do
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
-     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -Q -E -L \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -E -L \
      > "$results/$t.log" 2>&1)
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
-  if [ $rc -eq 0 ] && grep -qE "Test [^ ]+ SKIPPED" "$results/$t.log" && ! grep -qE "Test [^ ]+ PASSED" "$results/$t.log"; then
-    echo "$t,SKIP,$secs"; skip=$((skip+1))
-  elif [ $rc -eq 0 ] && ! grep -q "FAILED" "$results/$t.log"; then
-    echo "$t,PASS,$secs"; pass=$((pass+1))
-  else
-    echo "$t,FAIL,$secs"; fail=$((fail+1))
-  fi
+  verdict=$(python3 "$here/classify.py" "$results/$t.log" "$rc")
+  echo "$t,$verdict,$secs"
+  case "$verdict" in
+    PASS) pass=$((pass+1)) ;;
+    SKIP) skip=$((skip+1)) ;;
+    *) fail=$((fail+1)) ;;
+  esac
   if ! kill -0 $tusk_pid 2>/dev/null; then
     log "Tusk died during test $t"; tail -20 "$work/tusk.log" >&2; exit 1
   fi
