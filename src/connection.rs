@@ -35,8 +35,13 @@ pub async fn serve(
         advertised,
         client_id: String::new(),
     };
-    if let Err(reason) = serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
-        tracing::warn!(%peer, "closing connection: {reason}");
+    match serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
+        Ok(()) => {}
+        // The client went away mid-response: routine, not worth a warning.
+        Err(reason) if reason.starts_with("write failed") => {
+            tracing::debug!(%peer, "closing connection: {reason}")
+        }
+        Err(reason) => tracing::warn!(%peer, "closing connection: {reason}"),
     }
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }

@@ -177,34 +177,39 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<Read, ResponseError> {
-        let (position, hw, log_start) = {
+        // Which batches fit is known from the in-memory index, so storage reads exactly them.
+        let (position, count, bytes, hw, log_start) = {
             let st = self.lock();
             if offset < st.log_start || offset > st.next_offset {
                 return Err(ResponseError::OffsetOutOfRange);
             }
-            let i = st.batches.partition_point(|b| b.last_offset < offset);
-            match st.batches.get(i) {
-                Some(b) => (Some(b.position), st.next_offset, st.log_start),
-                None => (None, st.next_offset, st.log_start),
+            let first = st.batches.partition_point(|b| b.last_offset < offset);
+            let (mut count, mut bytes) = (0usize, 0usize);
+            for b in st.batches.range(first..) {
+                let fits = bytes + b.size as usize <= max_bytes || count == 0 && min_one;
+                if !fits || count == 2000 {
+                    break;
+                }
+                count += 1;
+                bytes += b.size as usize;
             }
+            let position = st.batches.get(first).map(|b| b.position).unwrap_or(0);
+            (position, count, bytes, st.next_offset, st.log_start)
         };
-        let Some(position) = position else {
+        if count == 0 {
             return Ok(Read {
                 records: None,
                 high_watermark: hw,
                 log_start,
             });
-        };
-        let entries = store
-            .read_at(&self.wal, position, max_bytes, 2000)
-            .map_err(storage_error)?;
-        let mut out = BytesMut::new();
-        for e in &entries {
-            if out.len() + e.data.len() > max_bytes && (!out.is_empty() || !min_one) {
-                break;
-            }
-            out.extend_from_slice(&e.data);
         }
+        // Whole batches, straight from storage into the response buffer.
+        let mut out = BytesMut::with_capacity(bytes);
+        store
+            .read_with(&self.wal, position, bytes, count, |_, batch| {
+                out.extend_from_slice(batch)
+            })
+            .map_err(storage_error)?;
         Ok(Read {
             records: (!out.is_empty()).then(|| out.freeze()),
             high_watermark: hw,

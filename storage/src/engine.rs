@@ -352,6 +352,27 @@ impl Walrus {
             .read_spans(topic, spans, from, max_bytes, max_entries)
     }
 
+    /// Like [`Walrus::read_at`], but hands each verified payload to `visit` (position, bytes)
+    /// instead of allocating entries; returns how many were visited.
+    pub fn read_with(
+        &self,
+        topic: &str,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> io::Result<usize> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(0);
+        };
+        let (spans, from) = {
+            let st = lock(&t.state);
+            self.shared.plan_read(&st, position, max_bytes, max_entries)
+        };
+        self.shared
+            .visit_spans(topic, spans, from, max_bytes, max_entries, &mut visit)
+    }
+
     /// First/next position and size of a topic; `None` if it does not exist.
     pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
         let t = self.shared.topic(topic)?;
@@ -903,6 +924,34 @@ impl Shared {
         max_entries: usize,
     ) -> io::Result<Vec<PositionedEntry>> {
         let mut out: Vec<PositionedEntry> = Vec::new();
+        self.visit_spans(
+            topic,
+            spans,
+            position,
+            max_bytes,
+            max_entries,
+            &mut |pos, data| {
+                out.push(PositionedEntry {
+                    position: pos,
+                    data: data.to_vec(),
+                })
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Reads and verifies entries from snapshotted spans, handing each payload to `visit`
+    /// without copying it. Returns the number of entries visited.
+    fn visit_spans(
+        &self,
+        topic: &str,
+        spans: Vec<ReadSpan>,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> io::Result<usize> {
+        let mut count = 0usize;
         let mut bytes = 0usize;
         let max_entries = max_entries.min(MAX_BATCH_ENTRIES);
         let corrupt = |pos: u64, what: &str| {
@@ -921,7 +970,7 @@ impl Shared {
                 let want = READ_CHUNK
                     .max((max_bytes.saturating_sub(bytes) as u64).saturating_add(64))
                     .min(limit - off);
-                let mut buf = vec![0u8; want as usize];
+                let mut buf = Scratch::take(want as usize);
                 span.file.file.read_exact_at(&mut buf, span.base + off)?;
                 let mut p = 0usize;
                 while p + ENTRY_HEADER_SIZE <= buf.len() {
@@ -946,19 +995,17 @@ impl Shared {
                         break;
                     };
                     if pos >= position {
-                        if !out.is_empty() && bytes + h.payload_len as usize > max_bytes {
-                            return Ok(out);
+                        if count > 0 && bytes + h.payload_len as usize > max_bytes {
+                            return Ok(count);
                         }
                         if !EntryHeader::crc_ok(entry) {
                             return Err(corrupt(pos, "checksum mismatch"));
                         }
                         bytes += h.payload_len as usize;
-                        out.push(PositionedEntry {
-                            position: pos,
-                            data: entry[ENTRY_HEADER_SIZE..].to_vec(),
-                        });
-                        if out.len() >= max_entries || bytes >= max_bytes {
-                            return Ok(out);
+                        visit(pos, &entry[ENTRY_HEADER_SIZE..]);
+                        count += 1;
+                        if count >= max_entries || bytes >= max_bytes {
+                            return Ok(count);
                         }
                     }
                     p += total;
@@ -970,7 +1017,7 @@ impl Shared {
                 off += p as u64;
             }
         }
-        Ok(out)
+        Ok(count)
     }
 
     // ----- flushing -------------------------------------------------------------------------
@@ -1088,6 +1135,47 @@ impl Shared {
             }
         }
         Ok(())
+    }
+}
+
+thread_local! {
+    /// A read buffer reused across reads on this thread: large reads would otherwise pay for
+    /// fresh zeroed pages (page faults and clearing) every time.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Buffers above this size are not kept between reads.
+const SCRATCH_KEEP: usize = 16 << 20;
+
+/// The thread's scratch buffer, handed back when dropped (on every return path).
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn take(len: usize) -> Scratch {
+        let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        v.resize(len, 0);
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() <= SCRATCH_KEEP {
+            SCRATCH.with(|s| *s.borrow_mut() = v);
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
     }
 }
 
