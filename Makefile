@@ -5,10 +5,10 @@ PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
-        plot-deps image compose-up crash-long
+        plot-deps image compose-up crash-long compat-all compat-ci
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 build: ## Build the broker (release)
 	$(CARGO) build --release --bin tusk
@@ -23,12 +23,22 @@ test: install-test-deps ## Install test needs and run every test (what CI runs)
 	$(CARGO) build --release --bin tusk
 	$(CARGO) test --workspace --release
 	TUSK_BIN=$(CURDIR)/target/release/tusk $(PYTHON) -m pytest -q tests/python
+	TUSK_BIN=$(CURDIR)/target/release/tusk ./tests/compat/librdkafka/run.sh ci
 
 test-rust: ## Rust tests only
 	$(CARGO) test --workspace --release
 
 test-python: build ## Python client tests only (kcat, kafka-python, confluent-kafka)
 	TUSK_BIN=$(CURDIR)/target/release/tusk $(PYTHON) -m pytest -q tests/python
+
+compat: build ## librdkafka's integration suite: the allowlist (tests/compat/librdkafka/tests.allow)
+	./tests/compat/librdkafka/run.sh allow
+
+compat-ci: build ## librdkafka's integration suite: the fast subset CI runs (tests.ci)
+	./tests/compat/librdkafka/run.sh ci
+
+compat-all: build ## librdkafka's integration suite: every test, to find what to fix next
+	./tests/compat/librdkafka/run.sh all
 
 crash-long: ## Storage crash test with thousands of kill points
 	WALRUS_CRASH_ITERATIONS=3000 $(CARGO) test --release -p walrus-storage --test crash -- --nocapture
@@ -42,8 +52,9 @@ compose-up: image ## Start Tusk with docker compose (compose/docker-compose.yml)
 plot-deps:
 	@$(PYTHON) -c 'import pandas, matplotlib' 2>/dev/null || $(PYTHON) -m pip install -q pandas matplotlib
 
-bench: bench-storage bench-e2e ## All benchmarks (storage vs walrus-rust, end-to-end), then plots
+bench: bench-storage bench-e2e ## All benchmarks (storage vs walrus-rust, end-to-end), plots, BENCHMARKS.md
 	$(MAKE) show-writes show-reads show-scaling show-e2e
+	$(PYTHON) scripts/bench-report.py
 
 bench-storage: ## Walrus vs walrus-rust 0.2.0 (knobs: WALRUS_FSYNC, WALRUS_THREADS, WALRUS_DURATION, WALRUS_BACKEND)
 	$(CARGO) bench -p walrus-storage --bench storage_bench

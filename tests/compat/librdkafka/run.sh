@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # librdkafka's own integration suite against a fresh Tusk.
 #
-#   run.sh [allow|all|LIST]   allow: the tests in tests.allow (default); all: every broker-facing
-#                             test; LIST: comma-separated test numbers.
+#   run.sh [allow|ci|all|LIST]   allow: the tests in tests.allow (default); ci: the subset in
+#                                tests.ci; all: every test; LIST: comma-separated numbers.
 #
 # Fetches librdkafka's Debian source package (version pinned, default 2.14.2-1) through a private
 # apt configuration, builds its test-runner once (cached in $TUSK_COMPAT_CACHE, default
@@ -71,6 +71,7 @@ all_tests() {
 }
 case "$mode" in
   allow) tests=$(grep -vE '^\s*(#|$)' "$here/tests.allow" | awk '{print $1}') ;;
+  ci) tests=$(grep -vE '^\s*(#|$)' "$here/tests.ci" | awk '{print $1}') ;;
   all) tests=$(all_tests | awk '{print $1}') ;;
   *) tests=$(echo "$mode" | tr ',' '\n') ;;
 esac
