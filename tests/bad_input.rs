@@ -170,6 +170,20 @@ fn garbage_frames_close_only_their_connection() {
         }
         drop(s);
     }
+    // A tiny request claiming a 2^31-element array (a topics list here) must not make the
+    // broker try to allocate for it: the connection is closed, the broker lives on.
+    let mut s = connect(&addr);
+    let mut body = request(
+        ApiKey::Metadata,
+        1,
+        3,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    );
+    let n = body.len();
+    body[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+    s.write_all(&body).unwrap();
+    assert_closed(&mut s);
+    assert_alive(&addr);
     // Oversized frame: refused before any allocation, connection closed.
     let mut s = connect(&addr);
     s.write_all(&(1_000_000_000i32).to_be_bytes()).unwrap();
