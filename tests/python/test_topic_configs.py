@@ -1,0 +1,63 @@
+"""Topic configs that change behaviour, through confluent-kafka: LogAppendTime, retention.ms
+enforced in the background, DeleteRecords moving the log start."""
+
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from test_confluent import consume_n
+
+
+def test_log_append_time_replaces_client_timestamps(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic("lat", 1, 1, config={"message.timestamp.type": "LogAppendTime"})])["lat"].result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    before = int(time.time() * 1000)
+    p.produce("lat", value=b"old", timestamp=1_000)
+    p.flush(10)
+    m = consume_n(broker.bootstrap, "lat", [0], 1)[0]
+    kind, ts = m.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME
+    assert before - 1000 <= ts <= int(time.time() * 1000) + 1000
+
+
+def test_retention_ms_drops_old_batches(broker_factory):
+    b = broker_factory(["--retention-check-interval-ms", "200"])
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic("ret", 1, 1, config={"retention.ms": "60000"})])["ret"].result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+    old = int(time.time() * 1000) - 3_600_000
+    for i in range(5):
+        p.produce("ret", value=b"old%d" % i, timestamp=old + i)
+        p.flush(10)
+    p.produce("ret", value=b"new")
+    p.flush(10)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ret"})
+    deadline = time.time() + 10
+    lo = 0
+    while time.time() < deadline:
+        lo, hi = c.get_watermark_offsets(TopicPartition("ret", 0), 5, cached=False)
+        if lo == 5:
+            break
+        time.sleep(0.2)
+    c.close()
+    assert (lo, hi) == (5, 6), "the five expired batches are gone, the fresh one stays"
+    got = consume_n(b.bootstrap, "ret", [0], 1, **{"auto.offset.reset": "earliest"})
+    assert got[0].value() == b"new"
+
+
+def test_delete_records_moves_log_start(broker):
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic("delrec", 1, 1)])["delrec"].result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce("delrec", value=b"%d" % i)
+        p.flush(10)
+    fs = a.delete_records([TopicPartition("delrec", 0, 4)])
+    res = list(fs.values())[0].result(10)
+    assert res.low_watermark == 4
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "d"})
+    assert c.get_watermark_offsets(TopicPartition("delrec", 0), 5, cached=False) == (4, 10)
+    c.close()
