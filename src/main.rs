@@ -61,8 +61,7 @@ async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
             .map(|l| (l.listen, l.advertised.clone())),
     );
     for (addr, advertised) in addrs {
-        let socket = tokio::net::TcpListener::bind(addr)
-            .await
+        let socket = listen(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         listeners.push(server::Listener { socket, advertised });
     }
@@ -99,6 +98,19 @@ async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
         "tusk started"
     );
     server::run(broker, listeners).await
+}
+
+/// Binds with a deep accept queue: a burst of clients connecting at once (a consumer group
+/// starting, a restart) must queue, not be dropped or reset.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// `tusk --healthcheck HOST:PORT`: one ApiVersions round trip (v0, no client library needed).

@@ -22,7 +22,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
     let mut conns = JoinSet::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // All listeners feed one channel of accepted sockets.
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(1024);
     let mut acceptors = JoinSet::new();
     for l in listeners {
         let tx = accepted_tx.clone();

@@ -48,12 +48,17 @@ impl Broker {
             .append(true)
             .open(self.log_path())
             .unwrap();
+        // Tests want groups to form at once unless they ask for the delay.
+        let mut defaults = vec!["--group-initial-rebalance-delay-ms", "0"];
+        if self.args.iter().any(|a| a == defaults[0]) {
+            defaults.clear();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_tusk"))
             .arg("--listen")
             .arg(self.addr())
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
-            .args(["--group-initial-rebalance-delay-ms", "0"])
+            .args(defaults)
             .args(&self.args)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
