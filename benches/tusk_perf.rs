@@ -264,9 +264,13 @@ fn main() {
     for i in 0..a.messages as usize {
         if a.rate > 0 {
             let due = start + Duration::from_secs_f64(i as f64 / a.rate as f64);
-            while Instant::now() < due {
-                producer.poll(Duration::ZERO);
-                std::hint::spin_loop();
+            // Wait without spinning: client and broker share this machine's cores.
+            loop {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                producer.poll(due - now);
             }
         }
         let tracked = i % track_every == 0;

@@ -65,6 +65,51 @@ def e2e_table():
     return "\n".join(out) + "\n"
 
 
+def targets():
+    e = {x["label"]: x for x in rows("e2e.csv")}
+    st = rows("storage.csv")
+    disk = float(st[0]["disk_mb_s"]) if st else 0.0
+
+    def get(label, key):
+        x = e.get(label)
+        return float(x[key]) if x else float("nan")
+
+    kib = get("1KiB acks=all 1s-fsync", "produce_mb_s")
+    small = get("100B acks=all 1s-fsync", "produce_msg_s")
+    cons = get("1KiB acks=all 1s-fsync", "consume_mb_s")
+    p99 = get("latency 10k/s linger0 1000ms", "lat_p99_ms")
+    p99s = get("latency 10k/s linger0 sync-each", "lat_p99_ms")
+    rss = max((float(x["broker_rss_peak_mib"]) for x in e.values()), default=float("nan"))
+    idle = max((float(x["broker_rss_idle_mib"]) for x in e.values()), default=float("nan"))
+    lines = [
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        f"| 1 KiB, acks=all, 1 s fsync, 8 partitions: ≥ 75% of disk bandwidth | {kib:.0f} MB/s ({kib / disk * 100 if disk else 0:.0f}% of the {disk:.0f} MB/s dd figure; a short burst, not 60 s) | burst only: a sustained 60 s run is still to do |",
+        f"| 100-byte messages ≥ 1,000,000 msg/s | {small:,.0f} msg/s | {'met' if small >= 1e6 else 'not met'} |",
+        f"| consume 1 KiB ≥ 600 MB/s, default consumer settings | {cons:.0f} MB/s | {'met' if cons >= 600 else 'not met'} |",
+        f"| p99 ≤ 2 ms at 10,000 msg/s, linger 0, 1 s fsync | {p99:.1f} ms | {'met' if p99 <= 2 else 'not met'} |",
+        f"| p99 ≤ 2 × disk fsync p99 with sync-each | {p99s:.0f} ms | not met |",
+        f"| broker RSS ≤ 100 MiB under load, ≤ 20 MiB idle | {rss:.0f} MiB peak, {idle:.0f} MiB idle | {'met' if rss <= 100 and idle <= 20 else 'not met'} |",
+        "| start to accepting connections ≤ 50 ms empty | 6-8 ms (the `startup_ms` field of the start log line) | met |",
+        "",
+        "What limits the misses (profiled with `perf record -g` on the broker):",
+        "- **sync-each latency**: requests on one connection are answered strictly in order and the",
+        "  broker reads the next request only after answering the previous one (as Kafka does), so",
+        "  with linger 0 every produce request waits for its own fsync before the next is read; the",
+        "  group commit in Walrus only helps across connections. Fix: keep reading while a produce",
+        "  waits for durability and send the answers in order (pipelined acks).",
+        "- **p99 with 1 s fsync**: client and broker share the 2 cores; the profile is flat (TCP,",
+        "  epoll, task switches between runtime workers), p50 is 0.2 ms. Next: a current-thread",
+        "  runtime per core and fewer wake-ups per request.",
+        "- **consume MB/s**: the broker copies each batch from the page cache into the response",
+        "  (pread, then encode); the profile is dominated by memmove and page faults of fresh",
+        "  buffers. Next: write stored batches to the socket without copying them into the encoded",
+        "  response.",
+        "- **100-byte messages**: within 10% of the target; the client's per-message work dominates.",
+    ]
+    return "\n".join(lines)
+
+
 def main():
     st, disk = storage_table()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -99,6 +144,10 @@ offset 0 with default consumer settings. Latency is from send to delivery report
 
 {e2e_table()}
 ![e2e](bench-results/e2e.png)
+
+## Targets (issue 7) and what limits them
+
+{targets()}
 """
     open(os.path.join(ROOT, "BENCHMARKS.md"), "w").write(text)
     print("wrote BENCHMARKS.md")
