@@ -25,7 +25,11 @@ pub struct Broker {
     /// Woken whenever records are appended anywhere (long-polling fetches wait on it).
     pub data_arrived: Notify,
     pub metrics: Metrics,
+    /// Requests waiting for an fsync (sync-each), served by `run_syncer`.
+    sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
 }
+
+type SyncWaiter = tokio::sync::oneshot::Sender<Result<(), ResponseError>>;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -53,6 +57,8 @@ impl Broker {
         remove_orphans(&store, &catalog)?;
         let producer_ids = ProducerIds::load(&store)?;
         let groups = GroupCoordinator::load(&store, &config)?;
+        let (sync_waiters, waiting) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(Self::run_syncer(store.clone(), waiting));
         Ok(Arc::new(Broker {
             config,
             store,
@@ -61,6 +67,7 @@ impl Broker {
             groups,
             data_arrived: Notify::new(),
             metrics: Metrics::default(),
+            sync_waiters,
         }))
     }
 
@@ -92,19 +99,48 @@ impl Broker {
         Ok(t)
     }
 
+    /// Whether answers must wait for an fsync (`--fsync sync-each`).
+    pub fn sync_for_ack_needed(&self) -> bool {
+        self.config.fsync == Fsync::SyncEach
+    }
+
     /// Makes acknowledged writes as durable as the fsync schedule promises before answering.
     pub async fn sync_for_ack(&self) -> Result<(), ResponseError> {
-        if self.config.fsync != Fsync::SyncEach {
+        if !self.sync_for_ack_needed() {
             return Ok(());
         }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|_| ResponseError::KafkaStorageError)?
-            .map_err(|e| {
-                tracing::error!("fsync failed: {e}");
-                ResponseError::KafkaStorageError
-            })
+        // Group commit: the syncer runs one fsync at a time for everyone waiting when it starts.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync_waiters
+            .send(tx)
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        rx.await.map_err(|_| ResponseError::KafkaStorageError)?
+    }
+
+    /// The group-commit loop behind `sync_for_ack`: takes every waiter queued so far, runs one
+    /// `flush` (their writes all happened before they queued), answers them all, repeats.
+    async fn run_syncer(
+        store: Arc<Walrus>,
+        mut waiters: tokio::sync::mpsc::UnboundedReceiver<SyncWaiter>,
+    ) {
+        while let Some(first) = waiters.recv().await {
+            let mut batch = vec![first];
+            while let Ok(w) = waiters.try_recv() {
+                batch.push(w);
+            }
+            let st = store.clone();
+            let res = match tokio::task::spawn_blocking(move || st.flush()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::error!("fsync failed: {e}");
+                    Err(ResponseError::KafkaStorageError)
+                }
+                Err(_) => Err(ResponseError::KafkaStorageError),
+            };
+            for w in batch {
+                let _ = w.send(res);
+            }
+        }
     }
 
     /// Enforces retention.ms and retention.bytes on every partition.

@@ -1,6 +1,7 @@
 //! One client connection: read frames, answer requests strictly in order (pipelined requests
 //! are read ahead and queued in the buffer), close on protocol violations.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tusk_protocol::frame::split_frame;
 use tusk_protocol::header::{encode_response, parse_request, Incoming};
 
 use crate::broker::Broker;
-use crate::handlers::{self, ConnCtx};
+use crate::handlers::{self, ConnCtx, Reply};
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -46,6 +47,9 @@ pub async fn serve(
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Most answers a connection may owe at once (produce requests waiting for their fsync).
+const MAX_IN_FLIGHT: usize = 64;
+
 async fn serve_inner(
     broker: &Arc<Broker>,
     sock: &mut TcpStream,
@@ -54,30 +58,58 @@ async fn serve_inner(
 ) -> Result<(), String> {
     let max = broker.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Answers not yet sent, in request order: a request is handled (and its writes applied) in
+    // arrival order; only the wait for durability overlaps with reading the next requests.
+    let mut owed: VecDeque<Reply> = VecDeque::new();
     loop {
-        let frame = match split_frame(&mut buf, max) {
-            Ok(Some(f)) => f.freeze(),
-            Ok(None) => {
-                if *shutdown.borrow() {
-                    return Ok(());
-                }
-                tokio::select! {
-                    n = sock.read_buf(&mut buf) => match n {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => continue,
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-                        Err(e) => return Err(format!("read failed: {e}")),
-                    },
-                    _ = shutdown.changed() => {
-                        if buf.is_empty() { return Ok(()); }
-                        continue;
+        // Send every answer at the head of the queue that is ready.
+        while let Some(head) = owed.front() {
+            match head {
+                Reply::Now(_) => {}
+                Reply::Later(h) if h.is_finished() => {}
+                Reply::Later(_) => break,
+            }
+            if let Some(reply) = owed.pop_front() {
+                send(sock, reply).await?;
+            }
+        }
+        let frame = if owed.len() >= MAX_IN_FLIGHT {
+            None
+        } else {
+            match split_frame(&mut buf, max) {
+                Ok(f) => f.map(|f| f.freeze()),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let Some(frame) = frame else {
+            if *shutdown.borrow() && owed.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                n = sock.read_buf(&mut buf), if owed.len() < MAX_IN_FLIGHT => match n {
+                    Ok(0) => {
+                        // The client closed its side; still send what it is owed.
+                        while let Some(reply) = owed.pop_front() {
+                            send(sock, reply).await?;
+                        }
+                        return Ok(());
                     }
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                    Err(e) => return Err(format!("read failed: {e}")),
+                },
+                done = wait_head(&mut owed), if !owed.is_empty() => {
+                    done?;
+                    continue;
+                }
+                _ = shutdown.changed() => {
+                    if buf.is_empty() && owed.is_empty() { return Ok(()); }
+                    continue;
                 }
             }
-            Err(e) => return Err(e.to_string()),
         };
         let started = Instant::now();
-        let response = match parse_request(frame) {
+        let reply = match parse_request(frame) {
             Ok(Incoming::Request(req)) => {
                 let key = req.api_key as i16;
                 let stats = broker.metrics.api(key);
@@ -110,7 +142,7 @@ async fn serve_inner(
                 let body = ApiVersionsResponse::default()
                     .with_error_code(35)
                     .with_api_keys(tusk_protocol::versions::api_versions());
-                Some(
+                Reply::Now(Some(
                     encode_response(
                         kafka_protocol::messages::ApiKey::ApiVersions,
                         0,
@@ -118,14 +150,33 @@ async fn serve_inner(
                         &body,
                     )
                     .map_err(|e| e.to_string())?,
-                )
+                ))
             }
             Err(e) => return Err(e.to_string()),
         };
-        if let Some(out) = response {
-            sock.write_all(&out)
-                .await
-                .map_err(|e| format!("write failed: {e}"))?;
-        }
+        owed.push_back(reply);
     }
+}
+
+/// Waits until the oldest owed answer is ready (it is then sent by the loop).
+async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), String> {
+    if let Some(Reply::Later(h)) = owed.front_mut() {
+        let res = h.await.map_err(|e| format!("answer task failed: {e}"))?;
+        owed[0] = Reply::Now(res?);
+    }
+    Ok(())
+}
+
+/// Writes one answer (a finished `Later` is awaited first; it is ready by then).
+async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), String> {
+    let out = match reply {
+        Reply::Now(out) => out,
+        Reply::Later(h) => h.await.map_err(|e| format!("answer task failed: {e}"))??,
+    };
+    if let Some(out) = out {
+        sock.write_all(&out)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+    }
+    Ok(())
 }

@@ -49,9 +49,52 @@ pub fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)` means no response (acks=0);
-/// `Err` closes the connection, as Kafka does for requests it cannot parse.
-pub async fn dispatch(
+/// A handled request's answer.
+pub enum Reply {
+    /// The encoded response, now (`None`: no response, as for acks=0).
+    Now(Option<BytesMut>),
+    /// The response once the request's writes are durable (produce under `--fsync sync-each`).
+    /// The connection keeps reading meanwhile and sends answers in request order, so pipelined
+    /// produce requests share fsyncs instead of waiting for one each.
+    Later(tokio::task::JoinHandle<Result<Option<BytesMut>, String>>),
+}
+
+/// Decodes, handles and encodes one request. `Err` closes the connection, as Kafka does for
+/// requests it cannot parse.
+pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &ConnCtx) -> Result<Reply, String> {
+    if req.api_key != ApiKey::Produce {
+        return dispatch_now(b, req, ctx).await.map(Reply::Now);
+    }
+    let v = req.version;
+    let corr = req.header.correlation_id;
+    let body: ProduceRequest =
+        decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
+    let acks = body.acks;
+    let (mut resp, wrote) = produce::append(b, body);
+    if acks == 0 {
+        // Kafka sends nothing for acks=0, but closes the connection on an error so the
+        // producer notices.
+        if let Some(code) = produce::first_error(&resp) {
+            return Err(format!("acks=0 produce failed with error {code}"));
+        }
+        return Ok(Reply::Now(None));
+    }
+    let encode = move |resp: &ProduceResponse| {
+        encode_response(ApiKey::Produce, v, corr, resp)
+            .map(Some)
+            .map_err(|e| format!("cannot encode Produce v{v} response: {e}"))
+    };
+    if !wrote || !b.sync_for_ack_needed() {
+        return encode(&resp).map(Reply::Now);
+    }
+    let b = b.clone();
+    Ok(Reply::Later(tokio::spawn(async move {
+        produce::await_durable(&b, &mut resp).await;
+        encode(&resp)
+    })))
+}
+
+async fn dispatch_now(
     b: &Arc<Broker>,
     req: Request,
     ctx: &ConnCtx,
@@ -80,23 +123,6 @@ pub async fn dispatch(
         }};
     }
     match req.api_key {
-        ApiKey::Produce => {
-            let body: ProduceRequest =
-                decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
-            let acks = body.acks;
-            let resp = produce::handle(b, body, v).await;
-            if acks == 0 {
-                // Kafka sends nothing for acks=0, but closes the connection on an error so the
-                // producer notices.
-                if let Some(code) = produce::first_error(&resp) {
-                    return Err(format!("acks=0 produce failed with error {code}"));
-                }
-                return Ok(None);
-            }
-            encode_response(req.api_key, v, corr, &resp)
-                .map(Some)
-                .map_err(|e| format!("cannot encode Produce v{v} response: {e}"))
-        }
         ApiKey::Fetch => call!(FetchRequest, fetch),
         ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets),
         ApiKey::Metadata => call_ctx!(MetadataRequest, metadata),

@@ -30,7 +30,9 @@ fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> Partiti
         .with_error_message(msg.map(|m| str(&m)))
 }
 
-pub async fn handle(b: &Broker, req: ProduceRequest, v: i16) -> ProduceResponse {
+/// Validates and appends every partition's batch, in request order. Returns the response and
+/// whether anything was written (and so must be durable before the answer, per `--fsync`).
+pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut wrote = false;
     for td in req.topic_data {
@@ -163,18 +165,20 @@ pub async fn handle(b: &Broker, req: ProduceRequest, v: i16) -> ProduceResponse 
     }
     if wrote {
         b.data_arrived.notify_waiters();
-        if req.acks != 0 {
-            if let Err(e) = b.sync_for_ack().await {
-                for t in &mut responses {
-                    for p in &mut t.partition_responses {
-                        if p.error_code == 0 {
-                            p.error_code = e.code();
-                        }
-                    }
+    }
+    (ProduceResponse::default().with_responses(responses), wrote)
+}
+
+/// Waits until the appended batches are as durable as the fsync schedule promises; on failure
+/// every partition that succeeded reports the storage error instead.
+pub async fn await_durable(b: &Broker, resp: &mut ProduceResponse) {
+    if let Err(e) = b.sync_for_ack().await {
+        for t in &mut resp.responses {
+            for p in &mut t.partition_responses {
+                if p.error_code == 0 {
+                    p.error_code = e.code();
                 }
             }
         }
     }
-    let _ = v;
-    ProduceResponse::default().with_responses(responses)
 }

@@ -1481,7 +1481,11 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
         flush_lock: Mutex::new(Instant::now()),
         poisoned: Mutex::new(None),
         #[cfg(target_os = "linux")]
-        ring: crate::uring::Ring::new(),
+        ring: if cfg.io_uring {
+            crate::uring::Ring::new()
+        } else {
+            None
+        },
         shutdown: Mutex::new(false),
         shutdown_cv: Condvar::new(),
     })

@@ -155,6 +155,7 @@ pub struct WalrusBuilder {
     schedule: FsyncSchedule,
     block_size: u64,
     blocks_per_file: u32,
+    io_uring: bool,
 }
 
 impl Default for WalrusBuilder {
@@ -166,6 +167,7 @@ impl Default for WalrusBuilder {
             schedule: FsyncSchedule::default(),
             block_size: DEFAULT_BLOCK_SIZE,
             blocks_per_file: DEFAULT_BLOCKS_PER_FILE,
+            io_uring: std::env::var_os("WALRUS_IO_URING").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -200,6 +202,17 @@ impl WalrusBuilder {
     /// Blocks per preallocated file (default 100).
     pub fn blocks_per_file(mut self, n: u32) -> Self {
         self.blocks_per_file = n;
+        self
+    }
+
+    /// Submit batch writes through io_uring (fd backend). Off by default (or `WALRUS_IO_URING=1`):
+    /// the crash test showed that writes still queued in a killed process's ring can land after
+    /// the process is gone — after a restarted instance has already recovered and cut that tail —
+    /// which can resurrect a torn batch. Until recovery fences such late writes (see
+    /// ARCHITECTURE.md), batches are written with `pwrite`, one call per block run, which a
+    /// SIGKILL cannot outlive.
+    pub fn io_uring(mut self, on: bool) -> Self {
+        self.io_uring = on;
         self
     }
 
