@@ -128,8 +128,8 @@ seconds per cell. Disk sequential write bandwidth measured in the same run with
 `dd bs=1M count=1024 conv=fdatasync`: **{disk} MB/s**.
 
 {st}
-These storage rows were measured with io_uring batch writes on (the default then); batches now
-go through `pwrite` by default (see ARCHITECTURE.md, io_uring is opt-in), to be re-measured.
+Batches are written with one `pwrite` per block run (io_uring is opt-in, see ARCHITECTURE.md).
+This run shared the machine with a librdkafka compatibility run, so read ratios, not absolutes.
 
 Notes: append/batch_append MB/s above the disk's bandwidth mean the run was short enough for the
 page cache to absorb part of it (the 200 ms and none schedules do not wait for the disk).

@@ -16,7 +16,7 @@ version="${LIBRDKAFKA_VERSION:-2.14.2-1}"
 upstream="${version%-*}"
 cache="${TUSK_COMPAT_CACHE:-$HOME/.cache/tusk-compat}"
 src="$cache/librdkafka-$upstream"
-per_test_timeout="${TEST_TIMEOUT:-180}"
+per_test_timeout="${TEST_TIMEOUT:-300}"
 mode="${1:-allow}"
 
 log() { echo "compat: $*" >&2; }
@@ -82,7 +82,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 work=$(mktemp -d)
 trap 'kill $tusk_pid 2>/dev/null; wait $tusk_pid 2>/dev/null; rm -rf "$work"' EXIT
 "$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --num-partitions 4 \
-  --group-initial-rebalance-delay-ms 0 --log-level warn > "$work/tusk.log" 2>&1 &
+  --group-initial-rebalance-delay-ms "${TUSK_GROUP_DELAY_MS:-3000}" --log-level warn > "$work/tusk.log" 2>&1 &
 tusk_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 echo "bootstrap.servers=127.0.0.1:$port" > "$src/tests/test.conf"
