@@ -105,6 +105,14 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Every key known and every value valid, else INVALID_CONFIG with the reason.
+fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    configs
+        .iter()
+        .try_for_each(|(k, v)| topic_config::validate(k, v))
+        .map_err(|m| (ResponseError::InvalidConfig, m))
+}
+
 fn io_err(e: std::io::Error) -> TopicError {
     (ResponseError::KafkaStorageError, e.to_string())
 }
@@ -233,10 +241,7 @@ impl Catalog {
                 format!("{partitions} partitions is more than Tusk allows (100000)."),
             ));
         }
-        for (k, v) in configs {
-            topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
-        }
-        Ok(())
+        validate_configs(configs)
     }
 
     pub fn create(
@@ -340,16 +345,20 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs); with
+    /// `validate_only` it only checks them.
     pub fn set_configs(
         &self,
         store: &Walrus,
         topic: &Topic,
         configs: BTreeMap<String, String>,
+        validate_only: bool,
     ) -> Result<(), TopicError> {
-        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        validate_configs(&configs)?;
+        if validate_only {
+            return Ok(());
         }
+        let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         append_event(
             store,
             &Event::Configs {

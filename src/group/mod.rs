@@ -517,15 +517,7 @@ impl GroupCoordinator {
             return;
         }
         // Members that did not rejoin in time are removed.
-        let gone: Vec<String> = st
-            .members
-            .values()
-            .filter(|m| m.join_waiter.is_none())
-            .map(|m| m.id.clone())
-            .collect();
-        for id in gone {
-            self.remove_member(st, &id);
-        }
+        self.remove_members_where(st, |m| m.join_waiter.is_none());
         st.generation += 1;
         st.initial_delay_until = None;
         if st.members.is_empty() {
@@ -567,6 +559,18 @@ impl GroupCoordinator {
                     },
                 });
             }
+        }
+    }
+
+    fn remove_members_where(&self, st: &mut GroupState, doomed: impl Fn(&Member) -> bool) {
+        let ids: Vec<String> = st
+            .members
+            .values()
+            .filter(|m| doomed(m))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in ids {
+            self.remove_member(st, &id);
         }
     }
 
@@ -876,15 +880,7 @@ impl GroupCoordinator {
                         .unwrap_or_default();
                     if now.duration_since(st.completing_since) > limit {
                         // The leader never sent its assignment: drop members that did not sync.
-                        let lazy: Vec<String> = st
-                            .members
-                            .values()
-                            .filter(|m| m.sync_waiter.is_none())
-                            .map(|m| m.id.clone())
-                            .collect();
-                        for id in lazy {
-                            self.remove_member(&mut st, &id);
-                        }
+                        self.remove_members_where(&mut st, |m| m.sync_waiter.is_none());
                         self.after_departure(&mut st, now);
                     }
                 }

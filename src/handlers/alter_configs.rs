@@ -9,7 +9,6 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use super::describe_configs::RESOURCE_TOPIC;
 use super::str;
 use crate::broker::Broker;
-use crate::topic_config;
 
 pub async fn handle(b: &Broker, req: AlterConfigsRequest, _v: i16) -> AlterConfigsResponse {
     let responses = req
@@ -37,14 +36,9 @@ pub async fn handle(b: &Broker, req: AlterConfigsRequest, _v: i16) -> AlterConfi
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let outcome = if req.validate_only {
-                configs
-                    .iter()
-                    .try_for_each(|(k, v)| topic_config::validate(k, v))
-                    .map_err(|m| (ResponseError::InvalidConfig, m))
-            } else {
-                b.catalog.set_configs(&b.store, &topic, configs)
-            };
+            let outcome = b
+                .catalog
+                .set_configs(&b.store, &topic, configs, req.validate_only);
             match outcome {
                 Ok(()) => r,
                 Err((e, m)) => r

@@ -73,14 +73,8 @@ pub async fn handle(
                 }
             }
             let outcome = outcome.and_then(|_| {
-                if req.validate_only {
-                    configs
-                        .iter()
-                        .try_for_each(|(k, v)| topic_config::validate(k, v))
-                        .map_err(|m| (ResponseError::InvalidConfig, m))
-                } else {
-                    b.catalog.set_configs(&b.store, &topic, configs)
-                }
+                b.catalog
+                    .set_configs(&b.store, &topic, configs, req.validate_only)
             });
             match outcome {
                 Ok(()) => r,
