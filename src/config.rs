@@ -77,6 +77,14 @@ pub struct Config {
     #[arg(long, env = "TUSK_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
+    /// Largest replication factor CreateTopics accepts. This is one broker, so every topic has
+    /// one replica; the default 1 refuses larger factors like Kafka does on a one-broker
+    /// cluster (INVALID_REPLICATION_FACTOR). Raise it for local development against code and
+    /// test suites that create topics for a three-broker production cluster: such topics are
+    /// created with one replica.
+    #[arg(long, env = "TUSK_ACCEPT_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..))]
+    pub accept_replication_factor: i16,
+
     /// This broker's node id.
     #[arg(long, env = "TUSK_NODE_ID", default_value_t = 1)]
     pub node_id: i32,

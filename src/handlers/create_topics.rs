@@ -32,7 +32,8 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
                     .map(|v| (c.name.to_string(), v.to_string()))
             })
             .collect();
-        let rf_ok = t.replication_factor == -1 || t.replication_factor == 1;
+        let rf_ok = t.replication_factor == -1
+            || (1..=b.config.accept_replication_factor).contains(&t.replication_factor);
         let outcome = if !rf_ok {
             Err((
                 ResponseError::InvalidReplicationFactor,

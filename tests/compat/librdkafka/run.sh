@@ -2,7 +2,8 @@
 # librdkafka's own integration suite against a fresh Tusk.
 #
 #   run.sh [allow|ci|all|LIST]   allow: the tests in tests.allow (default); ci: the subset in
-#                                tests.ci; all: every test; LIST: comma-separated numbers.
+#                                tests.ci; all: every test; LIST: comma-separated numbers, each
+#                                optionally NNNN@scenario (e.g. 0107@noautocreate).
 #
 # Fetches librdkafka's Debian source package (version pinned, default 2.14.2-1) through a private
 # apt configuration, builds its test-runner once (cached in $TUSK_COMPAT_CACHE, default
@@ -69,31 +70,57 @@ all_tests() {
   ls "$src/tests"/0[0-9][0-9][0-9]-*.c "$src/tests"/0[0-9][0-9][0-9]-*.cpp 2>/dev/null \
     | sed -E 's#.*/([0-9]{4})-([^.]*)\..*#\1 \2#' | sort -u
 }
+# A test runs in librdkafka's "default" scenario (auto-create on) unless the list names another:
+# "noautocreate" tests run against a second Tusk with auto-create off (runner flag -s).
+noautocreate_tests="0107 0111"
+list_file() { grep -vE '^\s*(#|$)' "$1" | awk '{print $1 (NF >= 3 ? "@" $3 : "")}'; }
 case "$mode" in
-  allow) tests=$(grep -vE '^\s*(#|$)' "$here/tests.allow" | awk '{print $1}') ;;
-  ci) tests=$(grep -vE '^\s*(#|$)' "$here/tests.ci" | awk '{print $1}') ;;
-  all) tests=$(all_tests | awk '{print $1}') ;;
+  allow) tests=$(list_file "$here/tests.allow") ;;
+  ci) tests=$(list_file "$here/tests.ci") ;;
+  all) tests=$(all_tests | awk '{print $1}' | while read -r t; do
+         case " $noautocreate_tests " in *" $t "*) echo "$t@noautocreate" ;; *) echo "$t" ;; esac
+       done) ;;
   *) tests=$(echo "$mode" | tr ',' '\n') ;;
 esac
 
 tusk_bin="${TUSK_BIN:-$root/target/release/tusk}"
 [ -x "$tusk_bin" ] || (cd "$root" && cargo build --release --bin tusk >/dev/null)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
-trap 'kill $tusk_pid 2>/dev/null; wait $tusk_pid 2>/dev/null; rm -rf "$work"' EXIT
-"$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --num-partitions 4 \
-  --group-initial-rebalance-delay-ms "${TUSK_GROUP_DELAY_MS:-3000}" --log-level warn > "$work/tusk.log" 2>&1 &
-tusk_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-echo "bootstrap.servers=127.0.0.1:$port" > "$src/tests/test.conf"
+declare -A tusk_pid tusk_port
+cleanup() {
+  for p in "${tusk_pid[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# start_tusk SCENARIO: a fresh Tusk for that scenario, once (auto-create off for noautocreate).
+# Topics are created with replication factor 3 by many tests (written for a 3-broker cluster):
+# --accept-replication-factor 3 lets this one broker create them with one replica.
+start_tusk() {
+  local sc=$1 autocreate=true
+  [ -n "${tusk_pid[$sc]:-}" ] && return 0
+  [ "$sc" = noautocreate ] && autocreate=false
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data-$sc" --num-partitions 4 \
+    --auto-create-topics "$autocreate" --accept-replication-factor 3 \
+    --group-initial-rebalance-delay-ms "${TUSK_GROUP_DELAY_MS:-3000}" --log-level warn > "$work/tusk-$sc.log" 2>&1 &
+  tusk_pid[$sc]=$!
+  tusk_port[$sc]=$port
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+}
 results="${COMPAT_RESULTS:-$root/target/compat}"
 mkdir -p "$results"
 
 pass=0; fail=0; skip=0
-for t in $tests; do
+for item in $tests; do
+  t=${item%@*}
+  sc=default
+  [ "$item" != "$t" ] && sc=${item#*@}
+  start_tusk "$sc"
+  echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
-     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -E -L \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -E -L -s "$sc" \
      > "$results/$t.log" 2>&1)
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
@@ -104,8 +131,8 @@ for t in $tests; do
     SKIP) skip=$((skip+1)) ;;
     *) fail=$((fail+1)) ;;
   esac
-  if ! kill -0 $tusk_pid 2>/dev/null; then
-    log "Tusk died during test $t"; tail -20 "$work/tusk.log" >&2; exit 1
+  if ! kill -0 "${tusk_pid[$sc]}" 2>/dev/null; then
+    log "Tusk ($sc) died during test $t"; tail -20 "$work/tusk-$sc.log" >&2; exit 1
   fi
 done
 echo "$pass passed, $fail failed, $skip skipped"
