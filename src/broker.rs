@@ -15,6 +15,7 @@ use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
 use crate::producer::ProducerIds;
+use crate::txn::TxnCoordinator;
 
 pub struct Broker {
     pub config: Config,
@@ -22,6 +23,7 @@ pub struct Broker {
     pub catalog: Catalog,
     pub producer_ids: ProducerIds,
     pub groups: GroupCoordinator,
+    pub txns: TxnCoordinator,
     /// Woken whenever records are appended anywhere (long-polling fetches wait on it).
     pub data_arrived: Notify,
     pub metrics: Metrics,
@@ -57,6 +59,7 @@ impl Broker {
         remove_orphans(&store, &catalog)?;
         let producer_ids = ProducerIds::load(&store)?;
         let groups = GroupCoordinator::load(&store, &config)?;
+        let txns = TxnCoordinator::load(&store)?;
         let (sync_waiters, waiting) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(Self::run_syncer(store.clone(), waiting));
         Ok(Arc::new(Broker {
@@ -65,6 +68,7 @@ impl Broker {
             catalog,
             producer_ids,
             groups,
+            txns,
             data_arrived: Notify::new(),
             metrics: Metrics::default(),
             sync_waiters,
@@ -99,6 +103,11 @@ impl Broker {
         Ok(t)
     }
 
+    /// Start-up work that needs the runtime: finishing transactions a crash interrupted.
+    pub async fn recover(&self) {
+        self.txns.recover(self).await;
+    }
+
     /// Whether answers must wait for an fsync (`--fsync sync-each`).
     pub fn sync_for_ack_needed(&self) -> bool {
         self.config.fsync == Fsync::SyncEach
@@ -110,6 +119,20 @@ impl Broker {
             return Ok(());
         }
         // Group commit: the syncer runs one fsync at a time for everyone waiting when it starts.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync_waiters
+            .send(tx)
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        rx.await.map_err(|_| ResponseError::KafkaStorageError)?
+    }
+
+    /// Makes everything written so far durable now, whatever the fsync schedule (except
+    /// `none`): for coordinator state such as transaction decisions, which must not be lost
+    /// once acted on. Shares fsyncs with produce acknowledgements through the syncer.
+    pub async fn sync_now(&self) -> Result<(), ResponseError> {
+        if self.config.fsync == Fsync::None {
+            return Ok(());
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.sync_waiters
             .send(tx)
@@ -191,6 +214,14 @@ impl Broker {
             }
         });
         self.groups.spawn_background(self.clone());
+        let b = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                b.txns.tick(&b).await;
+            }
+        });
     }
 }
 

@@ -11,6 +11,7 @@ mod partition;
 mod producer;
 mod server;
 mod topic_config;
+mod txn;
 
 use std::time::Instant;
 
@@ -77,6 +78,7 @@ async fn run(config: config::Config, started: Instant) -> std::io::Result<()> {
             format!("cannot open data dir {}: {e}", config.data_dir.display()),
         )
     })?;
+    broker.recover().await;
     broker.spawn_background();
     if let Some(addr) = config.metrics_listen {
         let b = broker.clone();

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
-use tusk_protocol::batch::{self, BatchHeader};
+use tusk_protocol::batch::{self, BatchHeader, ControlType};
 use walrus::Walrus;
 
 use crate::producer::{ProducerBatch, ProducerEntry, SeqCheck};
@@ -28,6 +28,15 @@ pub struct BatchMeta {
     pub size: u32,
 }
 
+/// An aborted transaction, as Fetch reports it to read_committed consumers: the producer and
+/// the offsets from its first record in this partition to its abort marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub marker_offset: i64,
+}
+
 #[derive(Default)]
 pub struct PartitionState {
     /// First offset still readable (DeleteRecords and retention move it).
@@ -37,6 +46,11 @@ pub struct PartitionState {
     pub batches: VecDeque<BatchMeta>,
     pub bytes: u64,
     pub producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id -> offset of its first record here. The last stable
+    /// offset (LSO) is the smallest of these, else the high watermark.
+    pub ongoing: HashMap<i64, i64>,
+    /// Aborted transactions in marker order (rebuilt from the log at start).
+    pub aborted: VecDeque<AbortedTxn>,
 }
 
 pub struct Partition {
@@ -58,7 +72,10 @@ pub struct Appended {
 /// Records read for a fetch.
 pub struct Read {
     pub records: Option<Bytes>,
+    /// Offset after the last record returned (the fetch offset when nothing was).
+    pub end_offset: i64,
     pub high_watermark: i64,
+    pub last_stable: i64,
     pub log_start: i64,
 }
 
@@ -89,7 +106,8 @@ impl Partition {
                         tracing::warn!(%wal, position = e.position, "skipping unreadable stored batch");
                         continue;
                     };
-                    st.push_batch(&h, e.position, e.data.len());
+                    let control = batch::control_type(&e.data);
+                    st.push_batch(&h, e.position, e.data.len(), control);
                 }
             }
             st.log_start = st
@@ -118,6 +136,8 @@ impl Partition {
     }
 
     /// Validated batch in, offsets assigned, stored. `batch` is one RecordBatch.
+    /// `verify_txn` is asked, under the partition lock, whether a transactional batch belongs to
+    /// an open transaction holding this partition (so no batch can land after its marker).
     pub fn append(
         &self,
         store: &Walrus,
@@ -125,8 +145,22 @@ impl Partition {
         h: &BatchHeader,
         log_append_time: bool,
         now_ms: i64,
+        verify_txn: impl FnOnce() -> Result<(), ResponseError>,
     ) -> Result<Appended, ResponseError> {
         let mut st = self.lock();
+        if h.is_transactional() {
+            if !h.has_producer_id() {
+                return Err(ResponseError::InvalidRecord);
+            }
+            if st
+                .producers
+                .get(&h.producer_id)
+                .is_some_and(|p| h.producer_epoch < p.epoch)
+            {
+                return Err(ResponseError::InvalidProducerEpoch);
+            }
+            verify_txn()?;
+        }
         if h.has_producer_id() {
             if h.base_sequence < 0 {
                 return Err(ResponseError::InvalidRecord);
@@ -160,7 +194,7 @@ impl Partition {
         if log_append_time {
             stored.max_timestamp = now_ms;
         }
-        st.push_batch(&stored, position, batch.len());
+        st.push_batch(&stored, position, batch.len(), None);
         Ok(Appended {
             base_offset,
             log_append_time: if log_append_time { now_ms } else { -1 },
@@ -169,37 +203,43 @@ impl Partition {
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
-    /// least one batch if `min_one`).
+    /// least one batch if `min_one`); with `read_committed`, only batches below the LSO.
     pub fn read(
         &self,
         store: &Walrus,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        read_committed: bool,
     ) -> Result<Read, ResponseError> {
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
-        let (position, count, bytes, hw, log_start) = {
+        let (position, count, bytes, end_offset, hw, lso, log_start) = {
             let st = self.lock();
             if offset < st.log_start || offset > st.next_offset {
                 return Err(ResponseError::OffsetOutOfRange);
             }
+            let lso = st.last_stable_offset();
+            let limit = if read_committed { lso } else { st.next_offset };
             let first = st.batches.partition_point(|b| b.last_offset < offset);
-            let (mut count, mut bytes) = (0usize, 0usize);
+            let (mut count, mut bytes, mut end_offset) = (0usize, 0usize, offset);
             for b in st.batches.range(first..) {
                 let fits = bytes + b.size as usize <= max_bytes || count == 0 && min_one;
-                if !fits || count == 2000 {
+                if !fits || count == 2000 || b.base_offset >= limit {
                     break;
                 }
                 count += 1;
                 bytes += b.size as usize;
+                end_offset = b.last_offset + 1;
             }
             let position = st.batches.get(first).map(|b| b.position).unwrap_or(0);
-            (position, count, bytes, st.next_offset, st.log_start)
+            (position, count, bytes, end_offset, st.next_offset, lso, st.log_start)
         };
         if count == 0 {
             return Ok(Read {
                 records: None,
+                end_offset,
                 high_watermark: hw,
+                last_stable: lso,
                 log_start,
             });
         }
@@ -212,9 +252,42 @@ impl Partition {
             .map_err(storage_error)?;
         Ok(Read {
             records: (!out.is_empty()).then(|| out.freeze()),
+            end_offset,
             high_watermark: hw,
+            last_stable: lso,
             log_start,
         })
+    }
+
+    /// Writes a transaction marker for `producer_id` if it has an open transaction here
+    /// (markers are idempotent: a second one for a closed transaction is skipped). Returns the
+    /// marker's offset when one was written.
+    pub fn write_marker(
+        &self,
+        store: &Walrus,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: ControlType,
+        now_ms: i64,
+    ) -> Result<Option<i64>, ResponseError> {
+        let mut st = self.lock();
+        if !st.ongoing.contains_key(&producer_id) {
+            return Ok(None);
+        }
+        let mut marker = BytesMut::from(
+            &batch::control_batch(producer_id, producer_epoch, kind, 0, now_ms)[..],
+        );
+        let offset = st.next_offset;
+        batch::set_base_offset(&mut marker, offset);
+        let h = BatchHeader::parse(&marker).map_err(|_| ResponseError::CorruptMessage)?;
+        let position = store.append(&self.wal, &marker).map_err(storage_error)?;
+        st.push_batch(&h, position, marker.len(), Some(kind));
+        Ok(Some(offset))
+    }
+
+    /// Producers with an open transaction here.
+    pub fn open_transactions(&self) -> Vec<i64> {
+        self.lock().ongoing.keys().copied().collect()
     }
 
     /// ListOffsets for a timestamp: the first record with timestamp ≥ `ts`.
@@ -311,12 +384,40 @@ impl Partition {
         let freed: u64 = st.batches.drain(..keep).map(|b| b.size as u64).sum();
         st.bytes -= freed;
         st.log_start = offset;
+        while st.aborted.front().is_some_and(|a| a.marker_offset < offset) {
+            st.aborted.pop_front();
+        }
         Ok(offset)
     }
 }
 
 impl PartitionState {
-    fn push_batch(&mut self, h: &BatchHeader, position: u64, size: usize) {
+    /// The last stable offset: below it every transaction is decided.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.ongoing
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(self.next_offset)
+    }
+
+    /// Aborted transactions with records in `[from, to)`, as (producer id, first offset).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let first = self.aborted.partition_point(|a| a.marker_offset < from);
+        self.aborted
+            .range(first..)
+            .filter(|a| a.first_offset < to)
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    }
+
+    fn push_batch(
+        &mut self,
+        h: &BatchHeader,
+        position: u64,
+        size: usize,
+        control: Option<ControlType>,
+    ) {
         let meta = BatchMeta {
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
@@ -324,6 +425,26 @@ impl PartitionState {
             max_timestamp: h.max_timestamp,
             size: size as u32,
         };
+        if h.is_control() {
+            // A marker closes the producer's transaction and carries the coordinator's epoch,
+            // which fences older instances of the producer.
+            if let Some(first) = self.ongoing.remove(&h.producer_id) {
+                if control == Some(ControlType::Abort) {
+                    self.aborted.push_back(AbortedTxn {
+                        producer_id: h.producer_id,
+                        first_offset: first,
+                        marker_offset: h.base_offset,
+                    });
+                }
+            }
+            let p = self.producers.entry(h.producer_id).or_default();
+            if h.producer_epoch > p.epoch {
+                p.epoch = h.producer_epoch;
+                p.batches.clear();
+            }
+        } else if h.is_transactional() && h.has_producer_id() {
+            self.ongoing.entry(h.producer_id).or_insert(h.base_offset);
+        }
         if h.has_producer_id() && h.base_sequence >= 0 {
             self.producers.entry(h.producer_id).or_default().record(
                 h.producer_epoch,

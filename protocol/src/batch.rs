@@ -204,6 +204,111 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The kind of a transaction marker (the key of a control batch's one record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    // Zig-zag, then base-128 (Kafka's varint/varlong).
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        z |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+/// A transaction marker: a control batch (attributes transactional | control) holding one
+/// record whose key is (version 0, type) and whose value is (version 0, coordinator epoch), the
+/// way Kafka's coordinator writes them. Base offset 0: the partition assigns the real one.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let key_type: i16 = match kind {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    let mut body = Vec::with_capacity(24);
+    body.push(0); // record attributes
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, 0); // offset delta
+    put_varint(&mut body, 4);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&key_type.to_be_bytes());
+    put_varint(&mut body, 6);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    put_varint(&mut body, 0); // headers
+    let mut record = Vec::with_capacity(body.len() + 2);
+    put_varint(&mut record, body.len() as i64);
+    record.extend_from_slice(&body);
+
+    let mut b = Vec::with_capacity(HEADER_LEN + record.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((HEADER_LEN - 12 + record.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&(TRANSACTIONAL | CONTROL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&1i32.to_be_bytes()); // records count
+    b.extend_from_slice(&record);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The marker type of a control batch (`None` for data batches and unknown control types).
+/// Control batches are never compressed, so the first record's key is read in place.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let h = BatchHeader::parse(batch).ok()?;
+    if !h.is_control() || h.records_count < 1 {
+        return None;
+    }
+    let mut at = HEADER_LEN;
+    get_varint(batch, &mut at)?; // record length
+    at += 1; // attributes
+    get_varint(batch, &mut at)?; // timestamp delta
+    get_varint(batch, &mut at)?; // offset delta
+    if get_varint(batch, &mut at)? < 4 {
+        return None;
+    }
+    let key = batch.get(at..at + 4)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(ControlType::Abort),
+        1 => Some(ControlType::Commit),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +379,26 @@ mod tests {
             assert_eq!(set.records[0].offset, 42);
             assert_eq!(set.records[4].offset, 46);
         }
+    }
+
+    #[test]
+    fn control_batches_decode_in_the_crate_and_here() {
+        for (kind, commit) in [(ControlType::Commit, true), (ControlType::Abort, false)] {
+            let mut b = control_batch(7, 3, kind, 0, 1234);
+            let h = split_and_validate(&b).unwrap()[0].1;
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.records_count), (7, 3, 1));
+            assert_eq!(control_type(&b), Some(kind));
+            set_base_offset(&mut b, 10);
+            let mut bytes = bytes::Bytes::from(b);
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            let r = &set.records[0];
+            assert!(r.control && r.transactional);
+            assert_eq!(r.offset, 10);
+            let key = r.key.clone().unwrap();
+            assert_eq!(&key[..], &[0, 0, 0, commit as u8]);
+        }
+        assert_eq!(control_type(&encode(2, Compression::None)), None);
     }
 
     #[test]

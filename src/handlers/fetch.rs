@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::*;
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::broker::Broker;
 
@@ -36,11 +36,35 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
                 continue;
             };
             let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
-            match partition.read(&b.store, fp.fetch_offset, limit, !first_non_empty_done) {
+            let read = partition.read(
+                &b.store,
+                fp.fetch_offset,
+                limit,
+                !first_non_empty_done,
+                read_committed,
+            );
+            match read {
                 Ok(r) => {
                     pd.high_watermark = r.high_watermark;
-                    pd.last_stable_offset = r.high_watermark;
+                    pd.last_stable_offset = r.last_stable;
                     pd.log_start_offset = r.log_start;
+                    if read_committed && r.records.is_some() {
+                        // The consumer drops records of these producers from their first
+                        // offset up to the abort marker.
+                        let aborted = partition
+                            .lock()
+                            .aborted_between(fp.fetch_offset, r.end_offset);
+                        pd.aborted_transactions = Some(
+                            aborted
+                                .into_iter()
+                                .map(|(pid, first)| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(pid))
+                                        .with_first_offset(first)
+                                })
+                                .collect(),
+                        );
+                    }
                     if let Some(rec) = r.records {
                         first_non_empty_done = true;
                         budget = budget.saturating_sub(rec.len());
@@ -56,7 +80,7 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
                     any_error = true;
                     let st = partition.lock();
                     pd.high_watermark = st.next_offset;
-                    pd.last_stable_offset = st.next_offset;
+                    pd.last_stable_offset = st.last_stable_offset();
                     pd.log_start_offset = st.log_start;
                     pd.error_code = e.code();
                 }

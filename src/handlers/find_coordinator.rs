@@ -1,5 +1,5 @@
-//! FindCoordinator: this broker coordinates every group (v0-3: one key; v4+: a list of keys).
-//! Transaction coordinators are refused until transactions exist.
+//! FindCoordinator: this broker coordinates every group and every transactional id (v0-3: one
+//! key; v4+: a list of keys).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -9,6 +9,7 @@ use super::{str, ConnCtx};
 use crate::broker::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub async fn handle(
     b: &Broker,
@@ -18,7 +19,8 @@ pub async fn handle(
 ) -> FindCoordinatorResponse {
     let (host, port) = ctx.advertised.clone();
     let node = BrokerId(b.config.node_id);
-    let error = (req.key_type != KEY_TYPE_GROUP).then_some(ResponseError::CoordinatorNotAvailable);
+    let known = matches!(req.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION);
+    let error = (!known).then_some(ResponseError::InvalidRequest);
     if v < 4 {
         let mut r = FindCoordinatorResponse::default();
         match error {
@@ -27,7 +29,7 @@ pub async fn handle(
                 r.node_id = BrokerId(-1);
                 r.port = -1;
                 if v >= 1 {
-                    r.error_message = Some(str("transactions are not supported yet"));
+                    r.error_message = Some(str("unknown coordinator key type"));
                 }
             }
             None => {
@@ -48,7 +50,7 @@ pub async fn handle(
                     .with_error_code(e.code())
                     .with_node_id(BrokerId(-1))
                     .with_port(-1)
-                    .with_error_message(Some(str("transactions are not supported yet"))),
+                    .with_error_message(Some(str("unknown coordinator key type"))),
                 None => c.with_node_id(node).with_host(str(&host)).with_port(port),
             }
         })

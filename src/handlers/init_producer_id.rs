@@ -1,35 +1,53 @@
-//! InitProducerId: a fresh producer id (epoch 0) for idempotent producers. Transactional ids
-//! are refused until transactions exist.
+//! InitProducerId: a fresh producer id (epoch 0) for idempotent producers; for transactional
+//! producers the coordinator's id and a bumped epoch that fences older instances.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::broker::Broker;
 
-pub async fn handle(b: &Broker, req: InitProducerIdRequest, _v: i16) -> InitProducerIdResponse {
+pub async fn handle(b: &Broker, req: InitProducerIdRequest, v: i16) -> InitProducerIdResponse {
     let r = InitProducerIdResponse::default();
-    if req.transactional_id.is_some() {
-        tracing::warn!(
-            "InitProducerId with a transactional id: transactions are not supported yet"
-        );
-        return r
-            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+    let fail = |e: ResponseError| {
+        // PRODUCER_FENCED exists from v4 on; older clients know it as INVALID_PRODUCER_EPOCH.
+        let e = if e == ResponseError::ProducerFenced && v < 4 {
+            ResponseError::InvalidProducerEpoch
+        } else {
+            e
+        };
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
             .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+            .with_producer_epoch(-1)
+    };
+    let given = (req.producer_id.0 >= 0 && req.producer_epoch >= 0)
+        .then_some((req.producer_id.0, req.producer_epoch));
+    if let Some(id) = &req.transactional_id {
+        return match b
+            .txns
+            .init_producer_id(b, id.as_str(), req.transaction_timeout_ms, given)
+            .await
+        {
+            Ok((pid, epoch)) => r
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(e) => fail(e),
+        };
     }
-    // A producer re-initialising with its id and epoch (KIP-360) gets the epoch bumped.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX {
-        return r
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
+    // An idempotent producer re-initialising with its id and epoch (KIP-360) gets the epoch
+    // bumped.
+    if let Some((pid, epoch)) = given {
+        if epoch < i16::MAX - 1 {
+            return r
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch + 1);
+        }
     }
     match b.producer_ids.allocate(&b.store) {
         Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("cannot allocate a producer id: {e}");
-            r.with_error_code(ResponseError::KafkaStorageError.code())
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
+            fail(ResponseError::KafkaStorageError)
         }
     }
 }

@@ -1,5 +1,6 @@
-//! ListOffsets: latest (-1), earliest (-2), max timestamp (-3), and by timestamp (first record
-//! with a timestamp at or after it; -1/-1 when there is none).
+//! ListOffsets: latest (-1; the last stable offset for read_committed), earliest (-2), max
+//! timestamp (-3), and by timestamp (first record with a timestamp at or after it; -1/-1 when
+//! there is none).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::*;
@@ -8,6 +9,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::broker::Broker;
 
 pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -31,7 +33,12 @@ pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsR
                     };
                     let (log_start, next) = {
                         let st = part.lock();
-                        (st.log_start, st.next_offset)
+                        let latest = if read_committed {
+                            st.last_stable_offset()
+                        } else {
+                            st.next_offset
+                        };
+                        (st.log_start, latest)
                     };
                     let found = match p.timestamp {
                         -1 => Ok(Some((next, -1))),

@@ -10,6 +10,8 @@ use tusk_protocol::header::{decode_body, encode_response, Request};
 
 use crate::broker::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -20,6 +22,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -29,6 +33,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -36,6 +41,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 /// What a handler may need to know about the connection a request came in on.
 pub struct ConnCtx {
@@ -47,6 +53,21 @@ pub struct ConnCtx {
 
 pub fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// PRODUCER_FENCED as a client of this API `v` understands it: APIs gained the error at
+/// `since`; before that Kafka answers INVALID_PRODUCER_EPOCH.
+pub fn fenced_for(
+    e: kafka_protocol::error::ResponseError,
+    v: i16,
+    since: i16,
+) -> kafka_protocol::error::ResponseError {
+    use kafka_protocol::error::ResponseError;
+    if e == ResponseError::ProducerFenced && v < since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
 }
 
 /// A handled request's answer.
@@ -150,6 +171,12 @@ async fn dispatch_now(
         }
         ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete),
         ApiKey::DescribeCluster => call_ctx!(DescribeClusterRequest, describe_cluster),
+        ApiKey::AddPartitionsToTxn => call!(AddPartitionsToTxnRequest, add_partitions_to_txn),
+        ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, add_offsets_to_txn),
+        ApiKey::EndTxn => call!(EndTxnRequest, end_txn),
+        ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn_offset_commit),
+        ApiKey::DescribeTransactions => call!(DescribeTransactionsRequest, describe_transactions),
+        ApiKey::ListTransactions => call!(ListTransactionsRequest, list_transactions),
         other => Err(format!("{other:?} is not supported")),
     }
 }

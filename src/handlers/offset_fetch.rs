@@ -1,19 +1,43 @@
 //! OffsetFetch: committed offsets, epochs and metadata; -1 where nothing is committed.
-//! v1-7 ask for one group; v8+ for several (KIP-709).
+//! v1-7 ask for one group; v8+ for several (KIP-709). With require_stable (v7+, KIP-447), a
+//! partition whose offset an open transaction is about to commit answers
+//! UNSTABLE_OFFSET_COMMIT, and the client retries.
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::*;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::str;
 use crate::broker::Broker;
 
-/// (partition, offset, leader epoch, metadata).
-type Row = (i32, i64, i32, String);
+/// (partition, offset, leader epoch, metadata, error code).
+type Row = (i32, i64, i32, String, i16);
 
 /// (topic, rows) for the asked partitions, or for all committed ones.
 fn lookup(
+    b: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Vec<(String, Vec<Row>)> {
+    let mut rows = lookup_committed(b, group, topics);
+    if require_stable {
+        for (t, parts) in &mut rows {
+            for row in parts.iter_mut() {
+                if b.txns.has_pending_offset(group, t, row.0) {
+                    *row = (row.0, -1, -1, String::new(), UNSTABLE.code());
+                }
+            }
+        }
+    }
+    rows
+}
+
+const UNSTABLE: ResponseError = ResponseError::UnstableOffsetCommit;
+
+fn lookup_committed(
     b: &Broker,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
@@ -25,8 +49,8 @@ fn lookup(
                 let rows = parts
                     .into_iter()
                     .map(|p| match b.groups.offsets.get(group, &(t.clone(), p)) {
-                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
-                        None => (p, -1, -1, String::new()),
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata, 0),
+                        None => (p, -1, -1, String::new(), 0),
                     })
                     .collect();
                 (t, rows)
@@ -38,7 +62,7 @@ fn lookup(
                 by_topic
                     .entry(t)
                     .or_default()
-                    .push((p, c.offset, c.leader_epoch, c.metadata));
+                    .push((p, c.offset, c.leader_epoch, c.metadata, 0));
             }
             by_topic.into_iter().collect()
         }
@@ -52,7 +76,7 @@ pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchR
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let rows = lookup(b, req.group_id.0.as_str(), topics);
+        let rows = lookup(b, req.group_id.0.as_str(), topics, req.require_stable);
         let topics = rows
             .into_iter()
             .map(|(t, parts)| {
@@ -61,9 +85,10 @@ pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchR
                     .with_partitions(
                         parts
                             .into_iter()
-                            .map(|(p, off, epoch, meta)| {
+                            .map(|(p, off, epoch, meta, err)| {
                                 let mut r = OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
+                                    .with_error_code(err)
                                     .with_committed_offset(off)
                                     .with_metadata(Some(str(&meta)));
                                 if v >= 5 {
@@ -86,7 +111,7 @@ pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchR
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
-            let rows = lookup(b, g.group_id.0.as_str(), topics);
+            let rows = lookup(b, g.group_id.0.as_str(), topics, req.require_stable);
             OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id)
                 .with_topics(
@@ -97,9 +122,10 @@ pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchR
                                 .with_partitions(
                                     parts
                                         .into_iter()
-                                        .map(|(p, off, epoch, meta)| {
+                                        .map(|(p, off, epoch, meta, err)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(err)
                                                 .with_committed_offset(off)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(str(&meta)))

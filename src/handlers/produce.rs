@@ -119,14 +119,6 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 ));
                 continue;
             }
-            if header.is_transactional() {
-                parts.push(partition_error(
-                    idx,
-                    ResponseError::InvalidTxnState,
-                    Some("transactions are not supported yet".into()),
-                ));
-                continue;
-            }
             let count = header.records_count as u64;
             let size = records.len() as u64;
             match partition.append(
@@ -135,6 +127,10 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 header,
                 cfg.log_append_time(),
                 now_ms(),
+                || {
+                    b.txns
+                        .verify_produce(header.producer_id, header.producer_epoch, &name, idx)
+                },
             ) {
                 Ok(a) => {
                     wrote = true;

@@ -1,0 +1,22 @@
+//! EndTxn: commits or aborts the producer's transaction (markers written, group offsets
+//! committed or dropped) before answering.
+
+use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+
+use super::fenced_for;
+use crate::broker::Broker;
+
+pub async fn handle(b: &Broker, req: EndTxnRequest, v: i16) -> EndTxnResponse {
+    let res = b
+        .txns
+        .end_txn(
+            b,
+            req.transactional_id.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            req.committed,
+        )
+        .await;
+    EndTxnResponse::default()
+        .with_error_code(res.err().map(|e| fenced_for(e, v, 2).code()).unwrap_or(0))
+}

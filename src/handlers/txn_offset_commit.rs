@@ -1,0 +1,100 @@
+//! TxnOffsetCommit: consumer-group offsets held with a transaction, committed when it commits.
+//! The group's generation is checked like an OffsetCommit's when the request names a member.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::*;
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::broker::Broker;
+use crate::group::offsets::MAX_METADATA;
+use crate::txn::PendingOffset;
+
+pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffsetCommitResponse {
+    let group = req.group_id.as_str();
+    // Members of a live group commit within their generation (v3+, KIP-447).
+    let group_error = if req.generation_id >= 0 || !req.member_id.is_empty() {
+        b.groups.validate_commit(
+            group,
+            req.generation_id,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+        )
+    } else {
+        None
+    };
+    let mut pending = Vec::new();
+    let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::new();
+    for t in &req.topics {
+        let mut errs = Vec::new();
+        for p in &t.partitions {
+            let err = if let Some(e) = group_error {
+                Some(e)
+            } else if b.partition(t.name.as_str(), p.partition_index).is_err() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if p
+                .committed_metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_METADATA)
+            {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                pending.push(PendingOffset {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                });
+                None
+            };
+            errs.push(err);
+        }
+        errors.push(errs);
+    }
+    let txn_error = if pending.is_empty() {
+        None
+    } else {
+        b.txns
+            .txn_offset_commit(
+                b,
+                req.transactional_id.as_str(),
+                req.producer_id.0,
+                req.producer_epoch,
+                group,
+                pending,
+            )
+            .await
+            .err()
+            // The offsets log fences stale producers with INVALID_PRODUCER_EPOCH in Kafka.
+            .map(|e| match e {
+                ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                e => e,
+            })
+    };
+    let topics = req
+        .topics
+        .iter()
+        .zip(errors)
+        .map(|(t, errs)| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .zip(errs)
+                        .map(|(p, e)| {
+                            let code = e.or(txn_error).map(|e| e.code()).unwrap_or(0);
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,645 @@
+//! The transaction coordinator (KIP-98): transactional ids, their producer id and epoch, and
+//! the state machine Empty → Ongoing → Prepare{Commit,Abort} → Complete{Commit,Abort}.
+//!
+//! This broker is the coordinator of every transactional id and leader of every partition, so
+//! ending a transaction is local: the coordinator logs the Prepare state (durably), appends a
+//! marker (control batch) to each partition the transaction wrote to, materialises or drops the
+//! transaction's consumer-group offsets, and logs the Complete state. A crash between the two
+//! log entries is finished at the next start (`recover`): markers are idempotent.
+//!
+//! Lock order: a partition's lock may be held while this coordinator's lock is taken (the
+//! produce path verifies a transactional batch under the partition lock); the coordinator never
+//! holds its own lock while taking a partition's.
+
+mod log;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use kafka_protocol::error::ResponseError;
+use tusk_protocol::batch::ControlType;
+
+use crate::broker::{now_ms, Broker};
+use crate::group::offsets::{Committed, TopicPartition};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// Kafka's name for the state (DescribeTransactions, ListTransactions).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+    fn is_prepare(self) -> bool {
+        matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
+    }
+}
+
+/// An offset a transaction commits for a consumer group when it commits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// Everything known about one transactional id (one log entry).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TxnMeta {
+    pub id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The epoch before the last bump by the coordinator (a timed-out transaction's producer
+    /// may still re-initialise with it, KIP-360), else -1.
+    pub last_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    pub partitions: BTreeSet<(String, i32)>,
+    /// Groups added with AddOffsetsToTxn, and their offsets from TxnOffsetCommit.
+    pub groups: BTreeMap<String, Vec<PendingOffset>>,
+    /// When the current transaction started (-1 when none is open).
+    pub start_ms: i64,
+    pub update_ms: i64,
+}
+
+/// Kafka's transaction.max.timeout.ms.
+pub const MAX_TIMEOUT_MS: i32 = 15 * 60 * 1000;
+/// Kafka's transactional.id.expiration.ms: idle ids are forgotten after a week.
+const ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Default)]
+struct Inner {
+    txns: HashMap<String, TxnMeta>,
+    /// Producer id -> transactional id.
+    by_pid: HashMap<i64, String>,
+    log_entries: u64,
+}
+
+pub struct TxnCoordinator {
+    inner: Mutex<Inner>,
+}
+
+fn storage_error(e: std::io::Error) -> ResponseError {
+    tracing::error!("transaction log write failed: {e}");
+    ResponseError::KafkaStorageError
+}
+
+/// A transaction to finish: what `complete` needs, copied out of the lock.
+struct Decided {
+    id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    partitions: Vec<(String, i32)>,
+    groups: BTreeMap<String, Vec<PendingOffset>>,
+}
+
+impl TxnCoordinator {
+    pub fn load(store: &walrus::Walrus) -> std::io::Result<TxnCoordinator> {
+        let (txns, log_entries) = log::load(store)?;
+        let by_pid = txns
+            .values()
+            .map(|m| (m.producer_id, m.id.clone()))
+            .collect();
+        Ok(TxnCoordinator {
+            inner: Mutex::new(Inner {
+                txns,
+                by_pid,
+                log_entries,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs `meta` as the new state of its id (not yet durable: callers sync before answering).
+    fn put(b: &Broker, inner: &mut Inner, meta: TxnMeta) -> Result<(), ResponseError> {
+        inner.by_pid.insert(meta.producer_id, meta.id.clone());
+        inner.txns.insert(meta.id.clone(), meta.clone());
+        let Inner {
+            txns, log_entries, ..
+        } = inner;
+        log::put(&b.store, &meta, txns, log_entries).map_err(storage_error)
+    }
+
+    /// The id's state if `producer_id`/`epoch` are its current ones (Kafka's checks, in order).
+    fn check_producer<'a>(
+        inner: &'a Inner,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<&'a TxnMeta, ResponseError> {
+        let meta = inner
+            .txns
+            .get(id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        if meta.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if meta.producer_epoch != epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        Ok(meta)
+    }
+
+    /// InitProducerId with a transactional id: a producer id and a new epoch (fencing older
+    /// instances); an open transaction of the id is aborted first.
+    pub async fn init_producer_id(
+        &self,
+        b: &Broker,
+        id: &str,
+        timeout_ms: i32,
+        given: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ResponseError> {
+        if id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        let now = now_ms();
+        let existing = self.lock().txns.get(id).cloned();
+        let Some(mut meta) = existing else {
+            let pid = b
+                .producer_ids
+                .allocate(&b.store)
+                .map_err(storage_error)?;
+            let meta = TxnMeta {
+                id: id.to_string(),
+                producer_id: pid,
+                producer_epoch: 0,
+                last_epoch: -1,
+                timeout_ms,
+                state: TxnState::Empty,
+                partitions: BTreeSet::new(),
+                groups: BTreeMap::new(),
+                start_ms: -1,
+                update_ms: now,
+            };
+            Self::put(b, &mut self.lock(), meta)?;
+            b.sync_now().await?;
+            return Ok((pid, 0));
+        };
+        if meta.state.is_prepare() {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        if let Some((pid, epoch)) = given {
+            let current = pid == meta.producer_id
+                && (epoch == meta.producer_epoch || epoch == meta.last_epoch);
+            if !current {
+                return Err(ResponseError::ProducerFenced);
+            }
+        }
+        if meta.state == TxnState::Ongoing {
+            // Fence the running instance: abort its transaction with a bumped epoch.
+            self.abort_open(b, id, meta.producer_id, meta.producer_epoch)
+                .await?;
+            meta = self
+                .lock()
+                .txns
+                .get(id)
+                .cloned()
+                .ok_or(ResponseError::ConcurrentTransactions)?;
+            if meta.state != TxnState::CompleteAbort {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            // The abort already bumped the epoch: hand that one out.
+        } else if meta.producer_epoch >= i16::MAX - 1 {
+            meta.producer_id = b
+                .producer_ids
+                .allocate(&b.store)
+                .map_err(storage_error)?;
+            meta.producer_epoch = 0;
+            meta.last_epoch = -1;
+        } else {
+            meta.last_epoch = meta.producer_epoch;
+            meta.producer_epoch += 1;
+        }
+        meta.timeout_ms = timeout_ms;
+        meta.state = TxnState::Empty;
+        meta.partitions.clear();
+        meta.groups.clear();
+        meta.start_ms = -1;
+        meta.update_ms = now;
+        let out = (meta.producer_id, meta.producer_epoch);
+        Self::put(b, &mut self.lock(), meta)?;
+        b.sync_now().await?;
+        Ok(out)
+    }
+
+    /// Aborts the open transaction of `id` (held by producer `pid`/`epoch`) with the epoch
+    /// bumped, so the producer instance that opened it is fenced.
+    async fn abort_open(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+    ) -> Result<(), ResponseError> {
+        let decided = {
+            let mut inner = self.lock();
+            let Some(meta) = inner.txns.get(id).cloned() else {
+                return Ok(());
+            };
+            if meta.state != TxnState::Ongoing || meta.producer_id != pid {
+                return Ok(());
+            }
+            let mut meta = meta;
+            if epoch == meta.producer_epoch && meta.producer_epoch < i16::MAX - 1 {
+                meta.last_epoch = meta.producer_epoch;
+                meta.producer_epoch += 1;
+            }
+            meta.state = TxnState::PrepareAbort;
+            meta.update_ms = now_ms();
+            let d = Decided::of(&meta, false);
+            Self::put(b, &mut inner, meta)?;
+            d
+        };
+        b.sync_now().await?;
+        self.complete(b, decided).await
+    }
+
+    /// AddPartitionsToTxn (v0-3): the partitions join the open transaction (opening it).
+    pub async fn add_partitions(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        {
+            let mut inner = self.lock();
+            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
+            if meta.state.is_prepare() {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            let new: Vec<_> = partitions
+                .iter()
+                .filter(|p| !meta.partitions.contains(*p))
+                .cloned()
+                .collect();
+            if new.is_empty() && meta.state == TxnState::Ongoing {
+                return Ok(());
+            }
+            meta.open(now_ms());
+            meta.partitions.extend(new);
+            Self::put(b, &mut inner, meta)?;
+        }
+        b.sync_now().await
+    }
+
+    /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
+    pub async fn add_offsets(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Result<(), ResponseError> {
+        {
+            let mut inner = self.lock();
+            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
+            if meta.state.is_prepare() {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            if meta.groups.contains_key(group) && meta.state == TxnState::Ongoing {
+                return Ok(());
+            }
+            meta.open(now_ms());
+            meta.groups.entry(group.to_string()).or_default();
+            Self::put(b, &mut inner, meta)?;
+        }
+        b.sync_now().await
+    }
+
+    /// TxnOffsetCommit: offsets held with the transaction until it ends.
+    pub async fn txn_offset_commit(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        group: &str,
+        offsets: Vec<PendingOffset>,
+    ) -> Result<(), ResponseError> {
+        {
+            let mut inner = self.lock();
+            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
+            if meta.state.is_prepare() {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            if meta.state != TxnState::Ongoing || !meta.groups.contains_key(group) {
+                // The group was never added with AddOffsetsToTxn.
+                return Err(ResponseError::InvalidTxnState);
+            }
+            let pending = meta.groups.entry(group.to_string()).or_default();
+            for o in offsets {
+                pending.retain(|p| (p.topic.as_str(), p.partition) != (o.topic.as_str(), o.partition));
+                pending.push(o);
+            }
+            meta.update_ms = now_ms();
+            Self::put(b, &mut inner, meta)?;
+        }
+        b.sync_now().await
+    }
+
+    /// EndTxn: commit or abort the open transaction. A retry of a finished end is answered
+    /// with success; ending the other way is INVALID_TXN_STATE.
+    pub async fn end_txn(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), ResponseError> {
+        let decided = {
+            let mut inner = self.lock();
+            let meta = Self::check_producer(&inner, id, pid, epoch)?;
+            match (meta.state, commit) {
+                (TxnState::Ongoing, _) => {}
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                    return Ok(())
+                }
+                (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                    return Err(ResponseError::ConcurrentTransactions)
+                }
+                _ => return Err(ResponseError::InvalidTxnState),
+            }
+            let mut meta = meta.clone();
+            meta.state = if commit {
+                TxnState::PrepareCommit
+            } else {
+                TxnState::PrepareAbort
+            };
+            meta.update_ms = now_ms();
+            let d = Decided::of(&meta, commit);
+            Self::put(b, &mut inner, meta)?;
+            d
+        };
+        // The decision is durable before any marker is written.
+        b.sync_now().await?;
+        self.complete(b, decided).await
+    }
+
+    /// Writes the markers and group offsets of a decided transaction and logs it complete.
+    async fn complete(&self, b: &Broker, d: Decided) -> Result<(), ResponseError> {
+        let kind = if d.commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let now = now_ms();
+        for (topic, p) in &d.partitions {
+            // A partition deleted meanwhile has nothing left to mark.
+            if let Ok(part) = b.partition(topic, *p) {
+                part.write_marker(&b.store, d.producer_id, d.producer_epoch, kind, now)?;
+            }
+        }
+        if d.commit {
+            for (group, offsets) in &d.groups {
+                let rows: Vec<(TopicPartition, Committed)> = offsets
+                    .iter()
+                    .map(|o| {
+                        (
+                            (o.topic.clone(), o.partition),
+                            Committed {
+                                offset: o.offset,
+                                leader_epoch: o.leader_epoch,
+                                commit_time_ms: now,
+                                metadata: o.metadata.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                b.groups
+                    .offsets
+                    .commit(&b.store, &b.catalog, group, &rows)
+                    .map_err(storage_error)?;
+            }
+        }
+        {
+            let mut inner = self.lock();
+            if let Some(meta) = inner.txns.get(&d.id).cloned() {
+                // Only finish the transaction this decision was about.
+                if meta.producer_id == d.producer_id && meta.state.is_prepare() {
+                    let mut meta = meta;
+                    meta.state = if d.commit {
+                        TxnState::CompleteCommit
+                    } else {
+                        TxnState::CompleteAbort
+                    };
+                    meta.partitions.clear();
+                    meta.groups.clear();
+                    meta.start_ms = -1;
+                    meta.update_ms = now_ms();
+                    Self::put(b, &mut inner, meta)?;
+                }
+            }
+        }
+        b.data_arrived.notify_waiters();
+        b.sync_now().await
+    }
+
+    /// Whether a transactional batch of `pid`/`epoch` may be written to this partition: the
+    /// producer is current and its open transaction holds the partition. Called under the
+    /// partition's lock.
+    pub fn verify_produce(
+        &self,
+        pid: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        let inner = self.lock();
+        let meta = inner
+            .by_pid
+            .get(&pid)
+            .and_then(|id| inner.txns.get(id))
+            .filter(|m| m.producer_id == pid)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        if epoch < meta.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        let holds = meta.state == TxnState::Ongoing
+            && epoch == meta.producer_epoch
+            && meta.partitions.contains(&(topic.to_string(), partition));
+        if holds {
+            Ok(())
+        } else {
+            Err(ResponseError::InvalidTxnState)
+        }
+    }
+
+    /// Whether an open transaction holds offsets for this group and partition (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.lock().txns.values().any(|m| {
+            m.groups.get(group).is_some_and(|offs| {
+                offs.iter()
+                    .any(|o| o.topic == topic && o.partition == partition)
+            })
+        })
+    }
+
+    /// Snapshot of all transactional ids (DescribeTransactions, ListTransactions, metrics).
+    pub fn all(&self) -> Vec<TxnMeta> {
+        self.lock().txns.values().cloned().collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<TxnMeta> {
+        self.lock().txns.get(id).cloned()
+    }
+
+    /// Start-up: finishes transactions decided before a crash, and closes transactions the
+    /// partitions hold open that the coordinator does not know as open (their AddPartitions
+    /// entry was lost, or the id expired): those are aborted.
+    pub async fn recover(&self, b: &Broker) {
+        self.finish_decided(b, 0).await;
+        let open: HashMap<i64, (String, i16, BTreeSet<(String, i32)>)> = self
+            .lock()
+            .txns
+            .values()
+            .filter(|m| m.state == TxnState::Ongoing)
+            .map(|m| {
+                (
+                    m.producer_id,
+                    (m.id.clone(), m.producer_epoch, m.partitions.clone()),
+                )
+            })
+            .collect();
+        for topic in b.catalog.all() {
+            for part in topic.all_partitions() {
+                for pid in part.open_transactions() {
+                    let known = open
+                        .get(&pid)
+                        .is_some_and(|(_, _, parts)| parts.contains(&(part.topic.clone(), part.index)));
+                    if known {
+                        continue;
+                    }
+                    let epoch = part
+                        .lock()
+                        .producers
+                        .get(&pid)
+                        .map(|p| p.epoch)
+                        .unwrap_or(0);
+                    tracing::warn!(topic = %part.topic, partition = part.index, producer_id = pid,
+                        "aborting a transaction left open without a coordinator record");
+                    if let Err(e) =
+                        part.write_marker(&b.store, pid, epoch, ControlType::Abort, now_ms())
+                    {
+                        tracing::error!("cannot write an abort marker: {e:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes transactions in a Prepare state for longer than `min_age_ms` (after a crash,
+    /// or after a storage error interrupted `complete`).
+    async fn finish_decided(&self, b: &Broker, min_age_ms: i64) {
+        let now = now_ms();
+        let decided: Vec<Decided> = self
+            .lock()
+            .txns
+            .values()
+            .filter(|m| m.state.is_prepare() && now - m.update_ms >= min_age_ms)
+            .map(|m| Decided::of(m, m.state == TxnState::PrepareCommit))
+            .collect();
+        for d in decided {
+            let id = d.id.clone();
+            if let Err(e) = self.complete(b, d).await {
+                tracing::error!(transactional_id = %id, "cannot complete a transaction: {e:?}");
+            }
+        }
+    }
+
+    /// Background duty: aborts transactions open longer than their timeout (fencing their
+    /// producer), retries interrupted completions, forgets ids idle for a week.
+    pub async fn tick(&self, b: &Broker) {
+        let now = now_ms();
+        let expired: Vec<(String, i64, i16)> = self
+            .lock()
+            .txns
+            .values()
+            .filter(|m| {
+                m.state == TxnState::Ongoing && m.start_ms >= 0 && now - m.start_ms > m.timeout_ms as i64
+            })
+            .map(|m| (m.id.clone(), m.producer_id, m.producer_epoch))
+            .collect();
+        for (id, pid, epoch) in expired {
+            tracing::info!(transactional_id = %id, "aborting a transaction that exceeded its timeout");
+            if let Err(e) = self.abort_open(b, &id, pid, epoch).await {
+                tracing::error!(transactional_id = %id, "cannot abort a timed-out transaction: {e:?}");
+            }
+        }
+        self.finish_decided(b, 5_000).await;
+        let mut inner = self.lock();
+        let idle: Vec<String> = inner
+            .txns
+            .values()
+            .filter(|m| {
+                !matches!(m.state, TxnState::Ongoing) && !m.state.is_prepare()
+                    && now - m.update_ms > ID_EXPIRATION_MS
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in idle {
+            if let Some(m) = inner.txns.remove(&id) {
+                inner.by_pid.remove(&m.producer_id);
+            }
+            let Inner {
+                txns, log_entries, ..
+            } = &mut *inner;
+            if let Err(e) = log::remove(&b.store, &id, txns, log_entries) {
+                tracing::error!("transaction log write failed: {e}");
+            }
+        }
+    }
+}
+
+impl TxnMeta {
+    /// Opens a transaction unless one is open.
+    fn open(&mut self, now: i64) {
+        if self.state != TxnState::Ongoing {
+            self.state = TxnState::Ongoing;
+            self.partitions.clear();
+            self.groups.clear();
+            self.start_ms = now;
+        }
+        self.update_ms = now;
+    }
+}
+
+impl Decided {
+    fn of(meta: &TxnMeta, commit: bool) -> Decided {
+        Decided {
+            id: meta.id.clone(),
+            producer_id: meta.producer_id,
+            producer_epoch: meta.producer_epoch,
+            commit,
+            partitions: meta.partitions.iter().cloned().collect(),
+            groups: meta.groups.clone(),
+        }
+    }
+}
