@@ -232,7 +232,15 @@ impl Partition {
                 end_offset = b.last_offset + 1;
             }
             let position = st.batches.get(first).map(|b| b.position).unwrap_or(0);
-            (position, count, bytes, end_offset, st.next_offset, lso, st.log_start)
+            (
+                position,
+                count,
+                bytes,
+                end_offset,
+                st.next_offset,
+                lso,
+                st.log_start,
+            )
         };
         if count == 0 {
             return Ok(Read {
@@ -274,9 +282,8 @@ impl Partition {
         if !st.ongoing.contains_key(&producer_id) {
             return Ok(None);
         }
-        let mut marker = BytesMut::from(
-            &batch::control_batch(producer_id, producer_epoch, kind, 0, now_ms)[..],
-        );
+        let mut marker =
+            BytesMut::from(&batch::control_batch(producer_id, producer_epoch, kind, 0, now_ms)[..]);
         let offset = st.next_offset;
         batch::set_base_offset(&mut marker, offset);
         let h = BatchHeader::parse(&marker).map_err(|_| ResponseError::CorruptMessage)?;

@@ -387,7 +387,10 @@ mod tests {
             let mut b = control_batch(7, 3, kind, 0, 1234);
             let h = split_and_validate(&b).unwrap()[0].1;
             assert!(h.is_control() && h.is_transactional());
-            assert_eq!((h.producer_id, h.producer_epoch, h.records_count), (7, 3, 1));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.records_count),
+                (7, 3, 1)
+            );
             assert_eq!(control_type(&b), Some(kind));
             set_base_offset(&mut b, 10);
             let mut bytes = bytes::Bytes::from(b);

@@ -37,7 +37,9 @@ pub async fn handle(b: &Broker, req: ListTransactionsRequest, _v: i16) -> ListTr
             req.producer_id_filters.is_empty()
                 || req.producer_id_filters.contains(&ProducerId(m.producer_id))
         })
-        .filter(|m| req.duration_filter < 0 || (m.start_ms >= 0 && now - m.start_ms >= req.duration_filter))
+        .filter(|m| {
+            req.duration_filter < 0 || (m.start_ms >= 0 && now - m.start_ms >= req.duration_filter)
+        })
         .map(|m| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(str(&m.id)))

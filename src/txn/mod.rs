@@ -178,10 +178,7 @@ impl TxnCoordinator {
         let now = now_ms();
         let existing = self.lock().txns.get(id).cloned();
         let Some(mut meta) = existing else {
-            let pid = b
-                .producer_ids
-                .allocate(&b.store)
-                .map_err(storage_error)?;
+            let pid = b.producer_ids.allocate(&b.store).map_err(storage_error)?;
             let meta = TxnMeta {
                 id: id.to_string(),
                 producer_id: pid,
@@ -223,10 +220,7 @@ impl TxnCoordinator {
             }
             // The abort already bumped the epoch: hand that one out.
         } else if meta.producer_epoch >= i16::MAX - 1 {
-            meta.producer_id = b
-                .producer_ids
-                .allocate(&b.store)
-                .map_err(storage_error)?;
+            meta.producer_id = b.producer_ids.allocate(&b.store).map_err(storage_error)?;
             meta.producer_epoch = 0;
             meta.last_epoch = -1;
         } else {
@@ -354,7 +348,8 @@ impl TxnCoordinator {
             }
             let pending = meta.groups.entry(group.to_string()).or_default();
             for o in offsets {
-                pending.retain(|p| (p.topic.as_str(), p.partition) != (o.topic.as_str(), o.partition));
+                pending
+                    .retain(|p| (p.topic.as_str(), p.partition) != (o.topic.as_str(), o.partition));
                 pending.push(o);
             }
             meta.update_ms = now_ms();
@@ -516,24 +511,20 @@ impl TxnCoordinator {
     /// entry was lost, or the id expired): those are aborted.
     pub async fn recover(&self, b: &Broker) {
         self.finish_decided(b, 0).await;
-        let open: HashMap<i64, (String, i16, BTreeSet<(String, i32)>)> = self
+        // Producer id -> partitions of its open transaction, as the coordinator knows them.
+        let open: HashMap<i64, BTreeSet<(String, i32)>> = self
             .lock()
             .txns
             .values()
             .filter(|m| m.state == TxnState::Ongoing)
-            .map(|m| {
-                (
-                    m.producer_id,
-                    (m.id.clone(), m.producer_epoch, m.partitions.clone()),
-                )
-            })
+            .map(|m| (m.producer_id, m.partitions.clone()))
             .collect();
         for topic in b.catalog.all() {
             for part in topic.all_partitions() {
                 for pid in part.open_transactions() {
                     let known = open
                         .get(&pid)
-                        .is_some_and(|(_, _, parts)| parts.contains(&(part.topic.clone(), part.index)));
+                        .is_some_and(|parts| parts.contains(&(part.topic.clone(), part.index)));
                     if known {
                         continue;
                     }
@@ -583,7 +574,9 @@ impl TxnCoordinator {
             .txns
             .values()
             .filter(|m| {
-                m.state == TxnState::Ongoing && m.start_ms >= 0 && now - m.start_ms > m.timeout_ms as i64
+                m.state == TxnState::Ongoing
+                    && m.start_ms >= 0
+                    && now - m.start_ms > m.timeout_ms as i64
             })
             .map(|m| (m.id.clone(), m.producer_id, m.producer_epoch))
             .collect();
@@ -599,7 +592,8 @@ impl TxnCoordinator {
             .txns
             .values()
             .filter(|m| {
-                !matches!(m.state, TxnState::Ongoing) && !m.state.is_prepare()
+                !matches!(m.state, TxnState::Ongoing)
+                    && !m.state.is_prepare()
                     && now - m.update_ms > ID_EXPIRATION_MS
             })
             .map(|m| m.id.clone())
