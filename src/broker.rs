@@ -172,7 +172,7 @@ impl Broker {
         for topic in self.catalog.all() {
             let cfg = topic.config();
             let (ms, bytes) = (cfg.retention_ms(), cfg.retention_bytes());
-            if ms < 0 && bytes < 0 {
+            if !cfg.deletes() || ms < 0 && bytes < 0 {
                 continue;
             }
             for p in topic.all_partitions() {

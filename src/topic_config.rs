@@ -28,12 +28,16 @@ fn positive(v: &str) -> Result<(), String> {
     }
 }
 fn cleanup_policy(v: &str) -> Result<(), String> {
-    match v {
-        "delete" => Ok(()),
-        _ if v.split(',').any(|p| p.trim() == "compact") => Err(
-            "cleanup.policy=compact is not supported yet by Tusk (log compaction is not implemented); use delete".into(),
-        ),
-        _ => Err(format!("{v:?} is not a valid cleanup.policy")),
+    // A list of delete and compact (empty: neither, Kafka 4's "retain forever").
+    match v
+        .split(',')
+        .map(str::trim)
+        .find(|p| !p.is_empty() && *p != "delete" && *p != "compact")
+    {
+        None => Ok(()),
+        Some(p) => Err(format!(
+            "{p:?} is not a valid cleanup.policy (delete, compact)"
+        )),
     }
 }
 fn timestamp_type(v: &str) -> Result<(), String> {
@@ -57,7 +61,7 @@ pub const CONFIGS: &[ConfigDef] = &[
         name: "cleanup.policy",
         default: "delete",
         validate: cleanup_policy,
-        doc: "only delete is supported",
+        doc: "delete: retention.ms/retention.bytes are enforced; compact: records must have keys (the cleaner that reclaims superseded records is not implemented: every record is kept)",
     },
     ConfigDef {
         name: "retention.ms",
@@ -254,6 +258,17 @@ impl TopicConfig {
     }
     pub fn max_message_bytes(&self) -> usize {
         self.get_i64("max.message.bytes").max(0) as usize
+    }
+    fn policy_has(&self, p: &str) -> bool {
+        self.get("cleanup.policy").split(',').any(|x| x.trim() == p)
+    }
+    /// cleanup.policy includes compact: every record needs a key.
+    pub fn compacted(&self) -> bool {
+        self.policy_has("compact")
+    }
+    /// cleanup.policy includes delete: retention.ms and retention.bytes apply.
+    pub fn deletes(&self) -> bool {
+        self.policy_has("delete")
     }
     pub fn log_append_time(&self) -> bool {
         self.get("message.timestamp.type") == "LogAppendTime"

@@ -30,6 +30,47 @@ fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> Partiti
         .with_error_message(msg.map(|m| str(&m)))
 }
 
+/// Compacted topics keep the latest record per key, so every record needs a key: otherwise
+/// INVALID_RECORD with the index of each keyless record (KIP-467), as Kafka answers.
+fn require_keys(idx: i32, records: &[u8], topic: &str) -> Result<(), PartitionProduceResponse> {
+    let mut buf = bytes::Bytes::copy_from_slice(records);
+    let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+        Ok(set) => set,
+        Err(e) => {
+            return Err(partition_error(
+                idx,
+                ResponseError::CorruptMessage,
+                Some(format!("cannot decode the batch: {e}")),
+            ))
+        }
+    };
+    let msg = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{idx}."
+    );
+    let errors: Vec<BatchIndexAndErrorMessage> = set
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i as i32)
+                .with_batch_index_error_message(Some(str(&msg)))
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let summary = format!(
+        "One or more records have been rejected due to {} record errors in total: {msg}",
+        errors.len()
+    );
+    Err(
+        partition_error(idx, ResponseError::InvalidRecord, Some(summary))
+            .with_record_errors(errors),
+    )
+}
+
 /// Validates and appends every partition's batch, in request order. Returns the response and
 /// whether anything was written (and so must be durable before the answer, per `--fsync`).
 pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
@@ -118,6 +159,12 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                     Some("clients may not write control batches".into()),
                 ));
                 continue;
+            }
+            if cfg.compacted() {
+                if let Err(resp) = require_keys(idx, &records[..], &name) {
+                    parts.push(resp);
+                    continue;
+                }
             }
             let count = header.records_count as u64;
             let size = records.len() as u64;

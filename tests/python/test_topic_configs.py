@@ -61,3 +61,28 @@ def test_delete_records_moves_log_start(broker):
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "d"})
     assert c.get_watermark_offsets(TopicPartition("delrec", 0), 5, cached=False) == (4, 10)
     c.close()
+
+
+def test_compacted_topics_require_keys_and_skip_time_retention(broker_factory):
+    b = broker_factory(["--retention-check-interval-ms", "200"])
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic("cmp", 1, 1, config={"cleanup.policy": "compact", "retention.ms": "1000"})])["cmp"].result(10)
+    # One record per batch: only the keyless ones fail, with INVALID_RECORD.
+    p = Producer({"bootstrap.servers": b.bootstrap, "batch.num.messages": 1, "linger.ms": 0})
+    results = {}
+
+    def cb(err, msg):
+        results[msg.value()] = err.name() if err else "ok"
+
+    for i in range(10):
+        key = None if i % 3 == 0 else f"k{i}"
+        p.produce("cmp", key=key, value=f"v{i}".encode(), on_delivery=cb)
+    p.flush(20)
+    assert results == {f"v{i}".encode(): ("INVALID_RECORD" if i % 3 == 0 else "ok") for i in range(10)}
+    # compact without delete: retention.ms does not drop anything.
+    time.sleep(2)
+    got = consume_n(b.bootstrap, "cmp", [0], 6, timeout=10)
+    assert [m.value() for m in got] == [f"v{i}".encode() for i in range(10) if i % 3]
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "cmp-wm"})
+    assert c.get_watermark_offsets(TopicPartition("cmp", 0), timeout=10) == (0, 6)
+    c.close()
