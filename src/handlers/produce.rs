@@ -32,12 +32,17 @@ fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> Partiti
 
 /// Compacted topics keep the latest record per key, so every record needs a key: otherwise
 /// INVALID_RECORD with the index of each keyless record (KIP-467), as Kafka answers.
-fn require_keys(idx: i32, records: &[u8], topic: &str) -> Result<(), PartitionProduceResponse> {
+/// `None` when every record has a key.
+fn keyless_records_error(
+    idx: i32,
+    records: &[u8],
+    topic: &str,
+) -> Option<PartitionProduceResponse> {
     let mut buf = bytes::Bytes::copy_from_slice(records);
     let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
         Ok(set) => set,
         Err(e) => {
-            return Err(partition_error(
+            return Some(partition_error(
                 idx,
                 ResponseError::CorruptMessage,
                 Some(format!("cannot decode the batch: {e}")),
@@ -59,7 +64,7 @@ fn require_keys(idx: i32, records: &[u8], topic: &str) -> Result<(), PartitionPr
         })
         .collect();
     if errors.is_empty() {
-        return Ok(());
+        return None;
     }
     let summary = format!(
         "One or more records have been rejected due to {} record errors in total: {msg}",
@@ -161,7 +166,7 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 continue;
             }
             if cfg.compacted() {
-                if let Err(resp) = require_keys(idx, &records[..], &name) {
+                if let Some(resp) = keyless_records_error(idx, &records[..], &name) {
                     parts.push(resp);
                     continue;
                 }
