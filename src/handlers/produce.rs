@@ -70,7 +70,7 @@ fn keyless_records_error(
         "One or more records have been rejected due to {} record errors in total: {msg}",
         errors.len()
     );
-    Err(
+    Some(
         partition_error(idx, ResponseError::InvalidRecord, Some(summary))
             .with_record_errors(errors),
     )
