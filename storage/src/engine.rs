@@ -193,6 +193,24 @@ impl Walrus {
         &self.shared.root
     }
 
+    /// Batch writes through io_uring: `None` when batches use `pwrite` (io_uring off or refused
+    /// by the kernel), else how many ring writes would have blocked and were finished with
+    /// `pwrite` instead (see `uring.rs`).
+    pub fn io_uring_fallbacks(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            self.shared
+                .ring
+                .as_ref()
+                .filter(|r| r.is_usable())
+                .map(|r| r.fallbacks())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+
     // ----- seed write API -------------------------------------------------------------------
 
     /// Appends one entry. `WouldBlock` while a batch append is in flight for the topic.
@@ -841,7 +859,11 @@ impl Shared {
     fn write_runs(&self, runs: &[(&File, u64, &[u8])], batch: bool) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if batch && fd_backend_enabled() {
-            if let Some(ring) = self.ring.as_ref().filter(|r| r.is_usable()) {
+            if let Some(ring) = self
+                .ring
+                .as_ref()
+                .filter(|r| r.is_usable() && r.worth_trying())
+            {
                 let ops: Vec<crate::uring::WriteOp> = runs
                     .iter()
                     .map(|(f, off, data)| crate::uring::WriteOp {

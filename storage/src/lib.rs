@@ -167,7 +167,7 @@ impl Default for WalrusBuilder {
             schedule: FsyncSchedule::default(),
             block_size: DEFAULT_BLOCK_SIZE,
             blocks_per_file: DEFAULT_BLOCKS_PER_FILE,
-            io_uring: std::env::var_os("WALRUS_IO_URING").is_some_and(|v| v == "1"),
+            io_uring: std::env::var_os("WALRUS_IO_URING").is_none_or(|v| v != "0"),
         }
     }
 }
@@ -205,12 +205,11 @@ impl WalrusBuilder {
         self
     }
 
-    /// Submit batch writes through io_uring (fd backend). Off by default (or `WALRUS_IO_URING=1`):
-    /// the crash test showed that writes still queued in a killed process's ring can land after
-    /// the process is gone — after a restarted instance has already recovered and cut that tail —
-    /// which can resurrect a torn batch. Until recovery fences such late writes (see
-    /// ARCHITECTURE.md), batches are written with `pwrite`, one call per block run, which a
-    /// SIGKILL cannot outlive.
+    /// Submit batch writes through one long-lived io_uring (fd backend). On by default;
+    /// `WALRUS_IO_URING=0` or `io_uring(false)` writes batches with `pwrite`, one call per block
+    /// run. Ring writes carry `RWF_NOWAIT`, so the kernel does them inside the submitting call or
+    /// refuses (then `pwrite` finishes them): none is left to a kernel worker that could land it
+    /// after a SIGKILL, once a restarted instance has recovered (see `uring.rs`).
     pub fn io_uring(mut self, on: bool) -> Self {
         self.io_uring = on;
         self

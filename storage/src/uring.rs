@@ -2,12 +2,19 @@
 //!
 //! A batch becomes one write per contiguous run of bytes (normally one or two per batch): they are
 //! submitted together and awaited together. Short writes are finished with `pwrite`.
+//!
+//! Every write carries `RWF_NOWAIT`: the kernel performs it inline, inside the submitting
+//! `io_uring_enter`, or answers `EAGAIN` (then `pwrite` does the rest here), and never hands it
+//! to an io-wq worker thread. That matters for crash safety: a write queued to a worker can land
+//! after the process was killed and reaped, after the next instance recovered and cut the torn
+//! tail it belongs to, resurrecting it (the crash test caught exactly that). With inline-only
+//! writes nothing of this instance's reaches the disk after it has died.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use io_uring::{opcode, types, IoUring};
@@ -19,7 +26,18 @@ pub struct Ring {
     /// Set when the kernel refused a submission outright: the unsubmitted entries left in the
     /// queue must never be submitted later (their buffers are gone), so the ring is retired.
     broken: AtomicBool,
+    /// Writes the kernel could not do without blocking (finished with `pwrite`).
+    fallbacks: AtomicU64,
+    /// Batches in a row in which every write fell back. On filesystems that never take
+    /// non-blocking buffered writes (ext4; fallocated extents on XFS) the ring only adds a
+    /// syscall, so after `USELESS_STREAK` such batches it is bypassed and re-probed every
+    /// `REPROBE_EVERY` batches.
+    fallback_streak: AtomicU64,
+    batches: AtomicU64,
 }
+
+const USELESS_STREAK: u64 = 16;
+const REPROBE_EVERY: u64 = 1024;
 
 /// One write: `data` at `offset` of `file`.
 pub struct WriteOp<'a> {
@@ -34,7 +52,22 @@ impl Ring {
         IoUring::new(RING_ENTRIES).ok().map(|ring| Ring {
             ring: Mutex::new(ring),
             broken: AtomicBool::new(false),
+            fallbacks: AtomicU64::new(0),
+            fallback_streak: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
+    }
+
+    /// How many writes fell back to `pwrite` because they would have blocked.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Whether the next batch should go through the ring (false while it is bypassed).
+    pub fn worth_trying(&self) -> bool {
+        let n = self.batches.fetch_add(1, Ordering::Relaxed);
+        self.fallback_streak.load(Ordering::Relaxed) < USELESS_STREAK
+            || n.is_multiple_of(REPROBE_EVERY)
     }
 
     pub fn is_usable(&self) -> bool {
@@ -48,6 +81,7 @@ impl Ring {
                 "io_uring retired after an earlier failure",
             ));
         }
+        let mut any_inline = false;
         for chunk in ops.chunks(RING_ENTRIES as usize) {
             let mut done = vec![0usize; chunk.len()];
             for (i, op) in chunk.iter().enumerate() {
@@ -55,6 +89,7 @@ impl Ring {
                 let len = op.data.len().min(u32::MAX as usize >> 1) as u32;
                 let sqe = opcode::Write::new(types::Fd(op.file.as_raw_fd()), op.data.as_ptr(), len)
                     .offset(op.offset)
+                    .rw_flags(libc::RWF_NOWAIT)
                     .build()
                     .user_data(i as u64);
                 // SAFETY: the buffer `op.data` is borrowed for the whole call, and this function
@@ -89,10 +124,15 @@ impl Ring {
                 for cqe in ring.completion() {
                     let i = cqe.user_data() as usize;
                     let res = cqe.result();
-                    if res < 0 {
+                    if res == -libc::EAGAIN || res == -libc::EOPNOTSUPP {
+                        // Would have blocked (or the filesystem cannot write without
+                        // blocking at all): finished with pwrite below.
+                        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    } else if res < 0 {
                         first_err.get_or_insert(io::Error::from_raw_os_error(-res));
                     } else if let Some(d) = done.get_mut(i) {
                         *d = res as usize;
+                        any_inline |= res > 0;
                     }
                     completed += 1;
                 }
@@ -105,6 +145,11 @@ impl Ring {
                     op.file.write_all_at(&op.data[n..], op.offset + n as u64)?;
                 }
             }
+        }
+        if any_inline {
+            self.fallback_streak.store(0, Ordering::Relaxed);
+        } else {
+            self.fallback_streak.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
