@@ -1210,8 +1210,13 @@ fn create_file(root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    preallocate(&file, len)?;
-    file.sync_all()?;
+    // A full disk (ENOSPC) or a size limit (EFBIG) shows up here, before any data is written:
+    // the half-made file is removed and the caller gets the error.
+    if let Err(e) = preallocate(&file, len).and_then(|_| file.sync_all()) {
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, &path)?;
     sync_dir(root)?;
     Ok(WalFile { id, path, file })
