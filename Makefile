@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
-        plot-deps image compose-up crash-long compat-all compat-ci
+        plot-deps image compose-up crash-long compat-all compat-ci bench-reopen
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench: bench-storage bench-e2e ## All benchmarks (storage vs walrus-rust, end-to
 
 bench-storage: ## Walrus vs walrus-rust 0.2.0 (knobs: WALRUS_FSYNC, WALRUS_THREADS, WALRUS_DURATION, WALRUS_BACKEND)
 	$(CARGO) bench -p walrus-storage --bench storage_bench
+
+bench-reopen: ## Walrus reopen time holding 10 GiB in 1,000 topics (TOPICS, MB_PER_TOPIC, RUNS), warm and cold cache
+	WALRUS_QUIET=1 $(CARGO) run --release -p walrus-storage --example reopen_scale -- target/reopen-scale
 
 bench-e2e: build ## End-to-end produce/consume with rdkafka against a fresh Tusk (scripts/bench-e2e.sh)
 	./scripts/bench-e2e.sh
