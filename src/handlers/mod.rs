@@ -10,6 +10,7 @@ use tusk_protocol::header::{decode_body, encode_response, Request};
 
 use crate::broker::Broker;
 
+pub mod acls;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
@@ -123,10 +124,10 @@ async fn dispatch_now(
     let v = req.version;
     let corr = req.header.correlation_id;
     macro_rules! call {
-        ($req_ty:ty, $module:ident) => {{
+        ($req_ty:ty, $handler:path) => {{
             let body: $req_ty = decode_body(&req)
                 .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
-            let resp = $module::handle(b, body, v).await;
+            let resp = $handler(b, body, v).await;
             encode_response(req.api_key, v, corr, &resp)
                 .map(Some)
                 .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
@@ -144,39 +145,51 @@ async fn dispatch_now(
         }};
     }
     match req.api_key {
-        ApiKey::Fetch => call!(FetchRequest, fetch),
-        ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets),
+        ApiKey::Fetch => call!(FetchRequest, fetch::handle),
+        ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::Metadata => call_ctx!(MetadataRequest, metadata),
-        ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit),
-        ApiKey::OffsetFetch => call!(OffsetFetchRequest, offset_fetch),
+        ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit::handle),
+        ApiKey::OffsetFetch => call!(OffsetFetchRequest, offset_fetch::handle),
         ApiKey::FindCoordinator => call_ctx!(FindCoordinatorRequest, find_coordinator),
         ApiKey::JoinGroup => call_ctx!(JoinGroupRequest, join_group),
-        ApiKey::Heartbeat => call!(HeartbeatRequest, heartbeat),
-        ApiKey::LeaveGroup => call!(LeaveGroupRequest, leave_group),
-        ApiKey::SyncGroup => call!(SyncGroupRequest, sync_group),
-        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, describe_groups),
-        ApiKey::ListGroups => call!(ListGroupsRequest, list_groups),
-        ApiKey::ApiVersions => call!(ApiVersionsRequest, api_versions),
-        ApiKey::CreateTopics => call!(CreateTopicsRequest, create_topics),
-        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, delete_topics),
-        ApiKey::DeleteRecords => call!(DeleteRecordsRequest, delete_records),
-        ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id),
-        ApiKey::OffsetForLeaderEpoch => call!(OffsetForLeaderEpochRequest, offset_for_leader_epoch),
-        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, describe_configs),
-        ApiKey::AlterConfigs => call!(AlterConfigsRequest, alter_configs),
-        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, create_partitions),
-        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, delete_groups),
-        ApiKey::IncrementalAlterConfigs => {
-            call!(IncrementalAlterConfigsRequest, incremental_alter_configs)
+        ApiKey::Heartbeat => call!(HeartbeatRequest, heartbeat::handle),
+        ApiKey::LeaveGroup => call!(LeaveGroupRequest, leave_group::handle),
+        ApiKey::SyncGroup => call!(SyncGroupRequest, sync_group::handle),
+        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, describe_groups::handle),
+        ApiKey::ListGroups => call!(ListGroupsRequest, list_groups::handle),
+        ApiKey::ApiVersions => call!(ApiVersionsRequest, api_versions::handle),
+        ApiKey::CreateTopics => call!(CreateTopicsRequest, create_topics::handle),
+        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, delete_topics::handle),
+        ApiKey::DeleteRecords => call!(DeleteRecordsRequest, delete_records::handle),
+        ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::OffsetForLeaderEpoch => {
+            call!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
         }
-        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete),
+        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, describe_configs::handle),
+        ApiKey::AlterConfigs => call!(AlterConfigsRequest, alter_configs::handle),
+        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, create_partitions::handle),
+        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::IncrementalAlterConfigs => {
+            call!(
+                IncrementalAlterConfigsRequest,
+                incremental_alter_configs::handle
+            )
+        }
+        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeCluster => call_ctx!(DescribeClusterRequest, describe_cluster),
-        ApiKey::AddPartitionsToTxn => call!(AddPartitionsToTxnRequest, add_partitions_to_txn),
-        ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, add_offsets_to_txn),
-        ApiKey::EndTxn => call!(EndTxnRequest, end_txn),
-        ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn_offset_commit),
-        ApiKey::DescribeTransactions => call!(DescribeTransactionsRequest, describe_transactions),
-        ApiKey::ListTransactions => call!(ListTransactionsRequest, list_transactions),
+        ApiKey::CreateAcls => call!(CreateAclsRequest, acls::create),
+        ApiKey::DescribeAcls => call!(DescribeAclsRequest, acls::describe),
+        ApiKey::DeleteAcls => call!(DeleteAclsRequest, acls::delete),
+        ApiKey::AddPartitionsToTxn => {
+            call!(AddPartitionsToTxnRequest, add_partitions_to_txn::handle)
+        }
+        ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
+        ApiKey::EndTxn => call!(EndTxnRequest, end_txn::handle),
+        ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn_offset_commit::handle),
+        ApiKey::DescribeTransactions => {
+            call!(DescribeTransactionsRequest, describe_transactions::handle)
+        }
+        ApiKey::ListTransactions => call!(ListTransactionsRequest, list_transactions::handle),
         other => Err(format!("{other:?} is not supported")),
     }
 }

@@ -74,7 +74,11 @@ fn main() -> std::io::Result<()> {
         }
     }
     let warm_ms = median(warm);
-    let cold_ms = if cold.is_empty() { f64::NAN } else { median(cold) };
+    let cold_ms = if cold.is_empty() {
+        f64::NAN
+    } else {
+        median(cold)
+    };
     println!(
         "reopen of {topics} topics, {:.1} GiB: median {warm_ms:.1} ms warm, {cold_ms:.1} ms cold (page cache dropped)",
         bytes as f64 / (1u64 << 30) as f64

@@ -201,3 +201,19 @@ def test_static_member_keeps_partitions(broker):
     a.close()
     b.close()
     assert gen_a is not None
+
+
+def test_acl_apis_answer_security_disabled_like_kafka_without_an_authorizer(broker):
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, ResourcePatternType, ResourceType)
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    binding = AclBinding(ResourceType.TOPIC, "t", ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    filt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                            AclOperation.ANY, AclPermissionType.ANY)
+    for fut in [a.create_acls([binding])[binding], a.delete_acls([filt])[filt]]:
+        with pytest.raises(KafkaException) as e:
+            fut.result(10)
+        assert e.value.args[0].code() == KafkaError.SECURITY_DISABLED, e.value.args[0]
+    # librdkafka drops DescribeAcls' top-level error code and reports no ACLs.
+    assert a.describe_acls(filt).result(10) == []
