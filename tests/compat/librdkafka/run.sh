@@ -73,6 +73,9 @@ all_tests() {
 # A test runs in librdkafka's "default" scenario (auto-create on) unless the list names another:
 # "noautocreate" tests run against a second Tusk with auto-create off (runner flag -s).
 noautocreate_tests="0107 0111"
+# Tests that need more than the per-test timeout (seconds): 0113 runs ~30 sub-tests with
+# Kafka's 3 s initial rebalance delay (~10 minutes).
+declare -A long_timeout=([0113]=1200)
 list_file() { grep -vE '^\s*(#|$)' "$1" | awk '{print $1 (NF >= 3 ? "@" $3 : "")}'; }
 case "$mode" in
   allow) tests=$(list_file "$here/tests.allow") ;;
@@ -120,7 +123,7 @@ for item in $tests; do
   echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
-     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "$per_test_timeout" stdbuf -oL ./test-runner -p1 -E -L -s "$sc" \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "$sc" \
      > "$results/$t.log" 2>&1)
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
