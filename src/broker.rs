@@ -199,6 +199,24 @@ impl Broker {
         }
     }
 
+    /// Snapshots every partition that took at least `threshold` bytes since its last snapshot
+    /// (0: every partition with anything new). Returns how many were written.
+    pub fn snapshot_partitions(&self, threshold: u64) -> usize {
+        let mut n = 0;
+        for topic in self.catalog.all() {
+            for p in topic.all_partitions() {
+                if p.snapshot_due(threshold.max(1)) {
+                    match p.save_snapshot(&self.store) {
+                        Ok(()) => n += 1,
+                        Err(e) => tracing::warn!(topic = %p.topic, partition = p.index,
+                            "cannot save a partition snapshot: {e}"),
+                    }
+                }
+            }
+        }
+        n
+    }
+
     /// Background work: retention, group expiry.
     pub fn spawn_background(self: &Arc<Self>) {
         let b = self.clone();
@@ -216,6 +234,18 @@ impl Broker {
         self.groups.spawn_background(self.clone());
         let b = self.clone();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let b2 = b.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    b2.snapshot_partitions(crate::partition::snapshot::SNAPSHOT_EVERY_BYTES)
+                })
+                .await;
+            }
+        });
+        let b = self.clone();
+        tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
@@ -227,18 +257,21 @@ impl Broker {
 
 /// Deletes Walrus topics left by a crash between a catalog change and the storage cleanup.
 fn remove_orphans(store: &Walrus, catalog: &Catalog) -> std::io::Result<()> {
-    for wal in store.topics() {
-        if wal.starts_with("__tusk/") {
-            continue;
-        }
+    for name in store.topics() {
+        // A partition's log, or a partition's snapshot.
+        let wal = match crate::partition::snapshot::wal_of(&name) {
+            Some(wal) => wal,
+            None if name.starts_with("__tusk/") => continue,
+            None => name.as_str(),
+        };
         let Some((topic, p)) = wal.rsplit_once('/') else {
             continue;
         };
         let Ok(p) = p.parse::<i32>() else { continue };
         let live = catalog.get(topic).is_some_and(|t| p < t.partition_count());
         if !live {
-            tracing::info!(wal = %wal, "removing storage of a deleted partition");
-            store.delete_topic(&wal)?;
+            tracing::info!(storage = %name, "removing storage of a deleted partition");
+            store.delete_topic(&name)?;
         }
     }
     Ok(())

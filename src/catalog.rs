@@ -173,10 +173,16 @@ impl Catalog {
             }
         };
         let mut topics = HashMap::new();
+        let (mut partitions_total, mut from_snapshot, mut scanned) = (0u64, 0u64, 0u64);
         for (name, (id, count, configs)) in defs {
             let partitions = (0..count)
                 .map(|i| Partition::load(store, &name, i).map(Arc::new))
                 .collect::<std::io::Result<Vec<_>>>()?;
+            for p in &partitions {
+                partitions_total += 1;
+                from_snapshot += p.loaded.from_snapshot as u64;
+                scanned += p.loaded.scanned_batches;
+            }
             let id = uuid::Uuid::parse_str(&id).unwrap_or_else(|_| uuid::Uuid::new_v4());
             topics.insert(
                 name.clone(),
@@ -188,6 +194,12 @@ impl Catalog {
                 }),
             );
         }
+        tracing::info!(
+            partitions = partitions_total,
+            from_snapshots = from_snapshot,
+            batches_scanned = scanned,
+            "partitions loaded"
+        );
         Ok(Catalog {
             topics: RwLock::new(topics),
             changes: Mutex::new(()),
@@ -256,9 +268,7 @@ impl Catalog {
         let id = uuid::Uuid::new_v4();
         // A topic of this name may have existed before: its old data must not reappear.
         for i in 0..partitions {
-            store
-                .delete_topic(&crate::partition::wal_name(name, i))
-                .map_err(io_err)?;
+            Partition::delete_storage(store, name, i).map_err(io_err)?;
         }
         append_event(
             store,
@@ -307,7 +317,7 @@ impl Catalog {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         for p in topic.all_partitions() {
-            store.delete_topic(&p.wal).map_err(io_err)?;
+            Partition::delete_storage(store, &p.topic, p.index).map_err(io_err)?;
         }
         Ok(topic)
     }
@@ -336,8 +346,7 @@ impl Catalog {
         .map_err(io_err)?;
         let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
         for i in current..count {
-            let wal = crate::partition::wal_name(&topic.name, i);
-            store.delete_topic(&wal).map_err(io_err)?;
+            Partition::delete_storage(store, &topic.name, i).map_err(io_err)?;
             parts.push(Arc::new(
                 Partition::load(store, &topic.name, i).map_err(io_err)?,
             ));

@@ -71,10 +71,15 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
         tracing::warn!("connections still open after 10 s; closing them");
         conns.abort_all();
     }
-    let store = broker.store.clone();
-    tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .map_err(std::io::Error::other)??;
+    // Snapshots make the next start read only what follows them.
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = b.snapshot_partitions(0);
+        tracing::debug!(partitions = n, "partition snapshots saved");
+        b.store.flush()
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     tracing::info!("stopped; all data flushed");
     Ok(())
 }

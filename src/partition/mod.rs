@@ -3,7 +3,10 @@
 //!
 //! In memory the partition keeps a small index of its batches (offsets, storage position, max
 //! timestamp), so that Fetch finds the batch containing an offset by binary search and
-//! ListOffsets answers by timestamp; it is rebuilt from the batch headers at start.
+//! ListOffsets answers by timestamp; at start it comes from the partition's snapshot
+//! (`snapshot.rs`) plus the batch headers appended after it.
+
+pub mod snapshot;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -51,6 +54,8 @@ pub struct PartitionState {
     pub ongoing: HashMap<i64, i64>,
     /// Aborted transactions in marker order (rebuilt from the log at start).
     pub aborted: VecDeque<AbortedTxn>,
+    /// Bytes appended since the last snapshot.
+    pub unsnapshotted: u64,
 }
 
 pub struct Partition {
@@ -59,6 +64,15 @@ pub struct Partition {
     /// The Walrus topic holding this partition.
     pub wal: String,
     pub state: Mutex<PartitionState>,
+    /// How the partition was opened.
+    pub loaded: LoadStats,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadStats {
+    pub from_snapshot: bool,
+    /// Batches read from storage to rebuild the state.
+    pub scanned_batches: u64,
 }
 
 /// Result of a successful append.
@@ -89,12 +103,28 @@ fn storage_error(e: std::io::Error) -> ResponseError {
 }
 
 impl Partition {
-    /// Opens a partition, rebuilding its batch index and producer state from storage.
+    /// Opens a partition: its snapshot, if it agrees with the log, plus the batches appended
+    /// after it; else every batch.
     pub fn load(store: &Walrus, topic: &str, index: i32) -> std::io::Result<Partition> {
         let wal = wal_name(topic, index);
         let mut st = PartitionState::default();
+        let mut loaded = LoadStats::default();
+        let mut scanned_bytes = 0u64;
         if let Some(stats) = store.topic_stats(&wal) {
             let mut pos = stats.first_position;
+            if let Some((snap, covered)) = snapshot::load(store, &wal)
+                .filter(|(snap, covered)| Self::snapshot_agrees(store, &wal, snap, *covered))
+            {
+                st = snap;
+                // Retention may have dropped batches since the snapshot was taken.
+                let gone = st
+                    .batches
+                    .partition_point(|b| b.position < stats.first_position);
+                let freed: u64 = st.batches.drain(..gone).map(|b| b.size as u64).sum();
+                st.bytes = st.bytes.saturating_sub(freed);
+                pos = covered.max(stats.first_position);
+                loaded.from_snapshot = true;
+            }
             while pos < stats.next_position {
                 let entries = store.read_at(&wal, pos, 8 << 20, 2000)?;
                 if entries.is_empty() {
@@ -102,6 +132,8 @@ impl Partition {
                 }
                 for e in entries {
                     pos = e.position + 1;
+                    loaded.scanned_batches += 1;
+                    scanned_bytes += e.data.len() as u64;
                     let Ok(h) = BatchHeader::parse(&e.data) else {
                         tracing::warn!(%wal, position = e.position, "skipping unreadable stored batch");
                         continue;
@@ -122,13 +154,76 @@ impl Partition {
                     st.log_start = st.log_start.max(i64::from_le_bytes(b)).min(st.next_offset);
                 }
             }
+            let log_start = st.log_start;
+            st.aborted.retain(|a| a.marker_offset >= log_start);
         }
+        // What had to be scanned is due for a snapshot (at shutdown or when it grows further).
+        st.unsnapshotted = scanned_bytes;
         Ok(Partition {
             topic: topic.to_string(),
             index,
             wal,
             state: Mutex::new(st),
+            loaded,
         })
+    }
+
+    /// A snapshot is trusted only if the log holds everything it covers and its last batch
+    /// is where it says, with the offsets it says.
+    fn snapshot_agrees(store: &Walrus, wal: &str, snap: &PartitionState, covered: u64) -> bool {
+        let Some(stats) = store.topic_stats(wal) else {
+            return false;
+        };
+        if covered > stats.next_position {
+            return false;
+        }
+        let Some(last) = snap.batches.back() else {
+            return true;
+        };
+        if last.position + 1 != covered {
+            return false;
+        }
+        if last.position < stats.first_position {
+            return true;
+        }
+        match store.read_at(wal, last.position, 0, 1) {
+            Ok(entries) => entries.first().is_some_and(|e| {
+                e.position == last.position
+                    && e.data.len() == last.size as usize
+                    && BatchHeader::parse(&e.data).is_ok_and(|h| {
+                        h.base_offset == last.base_offset && h.last_offset() == last.last_offset
+                    })
+            }),
+            Err(_) => false,
+        }
+    }
+
+    /// Saves the partition's state as its snapshot (see `snapshot.rs`).
+    pub fn save_snapshot(&self, store: &Walrus) -> std::io::Result<()> {
+        let bytes = {
+            let mut st = self.lock();
+            // Appends happen under this lock, so the log's end is exactly what the state covers.
+            let covered = store
+                .topic_stats(&self.wal)
+                .map(|s| s.next_position)
+                .unwrap_or(0);
+            st.unsnapshotted = 0;
+            snapshot::encode(&st, covered)
+        };
+        snapshot::save(store, &self.wal, &bytes)
+    }
+
+    /// Whether enough was appended since the last snapshot to take a new one.
+    pub fn snapshot_due(&self, threshold: u64) -> bool {
+        self.lock().unsnapshotted >= threshold
+    }
+
+    /// Deletes a partition's storage: its snapshot first, so a snapshot never outlives the
+    /// log it describes.
+    pub fn delete_storage(store: &Walrus, topic: &str, index: i32) -> std::io::Result<()> {
+        let wal = wal_name(topic, index);
+        store.delete_topic(&snapshot::topic_name(&wal))?;
+        store.delete_topic(&wal)
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
@@ -465,6 +560,7 @@ impl PartitionState {
         }
         self.next_offset = meta.last_offset + 1;
         self.bytes += size as u64;
+        self.unsnapshotted += size as u64;
         self.batches.push_back(meta);
     }
 }
