@@ -31,7 +31,11 @@ fn main() -> std::io::Result<()> {
     let topics = env("TOPICS", 1000);
     let mb = env("MB_PER_TOPIC", 10);
     let runs = env("RUNS", 5);
-    let _ = std::fs::remove_dir_all(&dir);
+    // REUSE=1 keeps a filled directory from an earlier run (and keeps it afterwards).
+    let reuse = std::env::var_os("REUSE").is_some() && std::path::Path::new(&dir).exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let open = || {
         walrus::Walrus::builder()
             .data_dir(&dir)
@@ -42,7 +46,7 @@ fn main() -> std::io::Result<()> {
     let batch: Vec<&[u8]> = (0..1000).map(|_| &payload[..]).collect();
     let batches_per_topic = mb * 1024 * 1024 / (1000 * 1024);
     let fill = Instant::now();
-    {
+    if !reuse {
         let w = open()?;
         // Round-robin, like many partitions written at once.
         for _ in 0..batches_per_topic {
@@ -94,6 +98,8 @@ fn main() -> std::io::Result<()> {
         writeln!(f, "topics,bytes,warm_ms,cold_ms")?;
     }
     writeln!(f, "{topics},{bytes},{warm_ms:.1},{cold_ms:.1}")?;
-    std::fs::remove_dir_all(&dir)?;
+    if std::env::var_os("REUSE").is_none() {
+        std::fs::remove_dir_all(&dir)?;
+    }
     Ok(())
 }

@@ -113,6 +113,8 @@ struct ReadSpan {
 
 struct Shared {
     root: PathBuf,
+    /// What the open had to read to recover.
+    recovery: RecoveryStats,
     block_size: u64,
     blocks_per_file: u32,
     consistency: ReadConsistency,
@@ -135,6 +137,14 @@ struct Shared {
     ring: Option<crate::uring::Ring>,
     shutdown: Mutex<bool>,
     shutdown_cv: Condvar,
+}
+
+/// What opening an instance read: one header per block, plus the entries written after each
+/// block's last checkpoint (the cost that stays bounded however much data is held).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    pub blocks: u64,
+    pub scanned_bytes: u64,
 }
 
 /// A Walrus instance. Cheap to share between threads (`&self` everywhere); dropping it flushes
@@ -191,6 +201,11 @@ impl Walrus {
     /// The directory this instance lives in.
     pub fn root(&self) -> &Path {
         &self.shared.root
+    }
+
+    /// What the open read to recover this instance.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.shared.recovery
     }
 
     /// Batch writes through io_uring: `None` when batches use `pwrite` (io_uring off or refused
@@ -1119,7 +1134,9 @@ impl Shared {
         }
         self.index.sync()?;
         self.durable_ticket.fetch_max(target, Ordering::SeqCst);
-        if !write_ckpts || self.schedule == FsyncSchedule::NoFsync && !final_flush {
+        // (Every flush that drained dirty topics must write their checkpoints: an early return
+        // here once lost them under NoFsync, and the next open rescanned whole blocks.)
+        if !write_ckpts {
             return Ok(());
         }
         *last_ckpt = Instant::now();
@@ -1329,6 +1346,10 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
         );
     }
 
+    let mut recovery = RecoveryStats {
+        blocks: found.len() as u64,
+        scanned_bytes: 0,
+    };
     // 2. Group by topic life; drop deleted and superseded lives.
     let mut lives: HashMap<Vec<u8>, BTreeMap<u64, Vec<FoundBlock>>> = HashMap::new();
     let mut max_incarnation_gen = 0u64;
@@ -1371,7 +1392,7 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
                     .is_none_or(|nb| nb.header.first_position > trim)
             })
             .unwrap_or(0);
-        let chain = rebuild_chain(inc, &blocks[first_live..], cfg)?;
+        let chain = rebuild_chain(inc, &blocks[first_live..], cfg, &mut recovery)?;
         for b in &blocks[first_live + chain.len()..] {
             to_invalidate.push((b.file.clone(), b.index));
         }
@@ -1491,6 +1512,7 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
     debug_assert!(max_incarnation_gen < generation as u64);
     Ok(Shared {
         root: root.to_path_buf(),
+        recovery,
         block_size: cfg.block_size,
         blocks_per_file: cfg.blocks_per_file,
         consistency: cfg.consistency,
@@ -1524,6 +1546,7 @@ fn rebuild_chain(
     incarnation: u64,
     blocks: &[FoundBlock],
     cfg: &WalrusBuilder,
+    stats: &mut RecoveryStats,
 ) -> io::Result<Vec<Block>> {
     let mut chain: Vec<Block> = Vec::new();
     // Scan state carried across blocks: entries of an unfinished batch are tentative.
@@ -1579,13 +1602,17 @@ fn rebuild_chain(
             let mut pos = b.next_position;
             let mut buf = Vec::new();
             let mut buf_at = u64::MAX;
+            let mut chunk = 4096u64;
             'scan: while off + ENTRY_HEADER_SIZE as u64 <= capacity {
                 // Keep a window of the file in memory.
                 let need_hdr = off + ENTRY_HEADER_SIZE as u64;
                 if buf_at == u64::MAX || off < buf_at || need_hdr > buf_at + buf.len() as u64 {
-                    let n = READ_CHUNK.min(capacity - off);
+                    // Start small: after a fresh checkpoint there is usually nothing to scan.
+                    let n = chunk.min(capacity - off);
+                    chunk = (chunk * 2).min(READ_CHUNK);
                     buf = vec![0u8; n as usize];
                     fb.file.file.read_exact_at(&mut buf, base + off)?;
+                    stats.scanned_bytes += n;
                     buf_at = off;
                 }
                 let rel = (off - buf_at) as usize;

@@ -32,7 +32,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use engine::Walrus;
+pub use engine::{RecoveryStats, Walrus};
 pub use index::{Cursor, MAX_CURSOR_METADATA};
 
 /// When `checkpoint = true` reads persist the topic's default cursor.
