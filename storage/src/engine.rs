@@ -44,6 +44,19 @@ struct WalFile {
     id: u64,
     path: PathBuf,
     file: File,
+    /// The file's mapping under the mmap backend (made on first use).
+    map: crate::mmap::Mapping,
+}
+
+impl WalFile {
+    /// The mapping to use now: `Some` under the mmap backend.
+    fn mapped(&self) -> Option<&memmap2::MmapRaw> {
+        if fd_backend_enabled() {
+            None
+        } else {
+            self.map.get(&self.file)
+        }
+    }
 }
 
 struct FileMeta {
@@ -825,16 +838,10 @@ impl Shared {
         }
         // Write: one contiguous run per block touched, all submitted together.
         let base = |b: &Block| b.index as u64 * self.block_size;
-        let runs: Vec<(&File, u64, &[u8])> = plan
+        let runs: Vec<(&WalFile, u64, &[u8])> = plan
             .iter()
             .filter(|p| !p.buf.is_empty())
-            .map(|p| {
-                (
-                    &p.block.file.file,
-                    base(&p.block) + p.write_from,
-                    &p.buf[..],
-                )
-            })
+            .map(|p| (&*p.block.file, base(&p.block) + p.write_from, &p.buf[..]))
             .collect();
         // Batches go through io_uring (fd backend); a single entry is one pwrite either way.
         if let Err(e) = self.write_runs(&runs, n > 1) {
@@ -871,7 +878,7 @@ impl Shared {
         Ok(start..pos)
     }
 
-    fn write_runs(&self, runs: &[(&File, u64, &[u8])], batch: bool) -> io::Result<()> {
+    fn write_runs(&self, runs: &[(&WalFile, u64, &[u8])], batch: bool) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if batch && fd_backend_enabled() {
             if let Some(ring) = self
@@ -882,7 +889,7 @@ impl Shared {
                 let ops: Vec<crate::uring::WriteOp> = runs
                     .iter()
                     .map(|(f, off, data)| crate::uring::WriteOp {
-                        file: f,
+                        file: &f.file,
                         offset: *off,
                         data,
                     })
@@ -890,9 +897,13 @@ impl Shared {
                 return ring.write_all(&ops);
             }
         }
-        let _ = (fd_backend_enabled, batch);
+        let _ = batch;
         for (f, off, data) in runs {
-            f.write_all_at(data, *off)?;
+            match f.mapped() {
+                // mmap backend: sequential copies into the mapping.
+                Some(map) => crate::mmap::write(map, *off, data)?,
+                None => f.file.write_all_at(data, *off)?,
+            }
         }
         Ok(())
     }
@@ -997,6 +1008,44 @@ impl Shared {
             ))
         };
         for span in spans {
+            if let Some(map) = span.file.mapped() {
+                // mmap backend: entries are slices of the mapping, nothing is copied.
+                let mut off = span.start;
+                let mut pos = span.start_position;
+                while off + ENTRY_HEADER_SIZE as u64 <= span.end {
+                    let hdr = crate::mmap::slice(map, span.base + off, ENTRY_HEADER_SIZE)?;
+                    let h = EntryHeader::decode_unchecked(hdr)
+                        .ok_or_else(|| corrupt(pos, "bad header"))?;
+                    if h.position != pos {
+                        return Err(corrupt(pos, "position out of sequence"));
+                    }
+                    let total = ENTRY_HEADER_SIZE + h.payload_len as usize;
+                    if off + total as u64 > span.end {
+                        return Err(corrupt(pos, "length past block end"));
+                    }
+                    if pos >= position {
+                        if count > 0 && bytes + h.payload_len as usize > max_bytes {
+                            return Ok(count);
+                        }
+                        let entry = crate::mmap::slice(map, span.base + off, total)?;
+                        if !EntryHeader::crc_ok(entry) {
+                            return Err(corrupt(pos, "checksum mismatch"));
+                        }
+                        bytes += h.payload_len as usize;
+                        visit(pos, &entry[ENTRY_HEADER_SIZE..]);
+                        count += 1;
+                        if count >= max_entries || bytes >= max_bytes {
+                            return Ok(count);
+                        }
+                    }
+                    off += total as u64;
+                    pos += 1;
+                    if off >= span.read_end {
+                        break;
+                    }
+                }
+                continue;
+            }
             let mut off = span.start;
             let mut pos = span.start_position;
             while off < span.end {
@@ -1236,7 +1285,12 @@ fn create_file(root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
     }
     std::fs::rename(&tmp, &path)?;
     sync_dir(root)?;
-    Ok(WalFile { id, path, file })
+    Ok(WalFile {
+        id,
+        path,
+        file,
+        map: Default::default(),
+    })
 }
 
 /// Reserves real disk space (not a sparse file), so a full disk shows up here, not mid-write.
@@ -1306,7 +1360,12 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
                 cfg.blocks_per_file
             )));
         }
-        let wf = Arc::new(WalFile { id, path, file });
+        let wf = Arc::new(WalFile {
+            id,
+            path,
+            file,
+            map: Default::default(),
+        });
         let mut allocated = 0u32;
         let mut i = 0u32;
         let mut hdr = vec![0u8; BLOCK_HEADER_SIZE as usize];

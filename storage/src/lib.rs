@@ -25,6 +25,7 @@
 mod engine;
 mod format;
 mod index;
+mod mmap;
 #[cfg(target_os = "linux")]
 mod uring;
 
@@ -109,11 +110,13 @@ pub fn enable_fd_backend() {
     }
 }
 
-/// Use the portable path: sequential writes, no io_uring.
+/// Use the mmap backend: log files are memory-mapped, appends are sequential copies into the
+/// mapping and reads are slices of it (see `mmap.rs`). Same files, same bytes: switching back
+/// and forth is safe at any time.
 pub fn disable_fd_backend() {
     FD_BACKEND.store(false, Ordering::Relaxed);
     if !quiet() {
-        eprintln!("walrus: fd backend disabled (sequential writes)");
+        eprintln!("walrus: fd backend disabled (mmap: sequential writes into mapped files)");
     }
 }
 

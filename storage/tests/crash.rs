@@ -8,7 +8,8 @@
 //! - a batch in flight at the kill is there completely or not at all;
 //! - cursors and retention marks are at their last completed value or the one in flight.
 //!
-//! `WALRUS_CRASH_ITERATIONS` sets the number of kill points (default 200).
+//! `WALRUS_CRASH_ITERATIONS` sets the number of kill points (default 200). Every other child
+//! runs the mmap backend, so both write paths are killed mid-operation.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -58,6 +59,14 @@ fn crash_child() {
     let Ok(dir) = std::env::var("WALRUS_CRASH_DIR") else {
         return;
     };
+    // Odd seeds use the mmap backend: crashes must be as safe with writes into mapped files.
+    let seed_for_backend: u64 = std::env::var("WALRUS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if seed_for_backend % 2 == 1 {
+        walrus::disable_fd_backend();
+    }
     let seed: u64 = std::env::var("WALRUS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
