@@ -55,6 +55,13 @@ impl Broker {
                 .fsync(schedule)
                 .open()?,
         );
+        let rec = store.recovery_stats();
+        tracing::info!(
+            blocks = rec.blocks,
+            scanned_bytes = rec.scanned_bytes,
+            io_uring = store.io_uring_fallbacks().is_some(),
+            "storage opened"
+        );
         let catalog = Catalog::load(&store)?;
         remove_orphans(&store, &catalog)?;
         let producer_ids = ProducerIds::load(&store)?;
