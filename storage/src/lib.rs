@@ -98,8 +98,11 @@ pub const DEFAULT_BLOCKS_PER_FILE: u32 = 100;
 
 static FD_BACKEND: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
 
+/// `WALRUS_QUIET=1` silences Walrus's messages on stderr; read once per process.
 fn quiet() -> bool {
-    std::env::var_os("WALRUS_QUIET").is_some_and(|v| v != "0" && !v.is_empty())
+    static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *QUIET
+        .get_or_init(|| std::env::var_os("WALRUS_QUIET").is_some_and(|v| v != "0" && !v.is_empty()))
 }
 
 /// Use file descriptors with io_uring batch writes (the default on Linux).
