@@ -151,6 +151,7 @@ pub fn render(b: &crate::broker::Broker) -> String {
     let _ = writeln!(out, "# TYPE tusk_partition_size_bytes gauge");
     out.push_str(&sizes);
     b.groups.render_metrics(b, &mut out);
+    b.txns.render_metrics(&mut out);
     out
 }
 

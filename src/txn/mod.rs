@@ -502,6 +502,31 @@ impl TxnCoordinator {
         self.lock().txns.values().cloned().collect()
     }
 
+    /// Prometheus lines: transactional ids by state, and the age of the oldest open
+    /// transaction (what holds back read_committed consumers).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let now = now_ms();
+        let mut by_state: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut oldest_open_ms = 0i64;
+        for m in self.lock().txns.values() {
+            *by_state.entry(m.state.name()).or_default() += 1;
+            if m.state == TxnState::Ongoing && m.start_ms >= 0 {
+                oldest_open_ms = oldest_open_ms.max(now - m.start_ms);
+            }
+        }
+        let _ = writeln!(out, "# HELP tusk_transactional_ids Transactional ids by the state of their transaction.\n# TYPE tusk_transactional_ids gauge");
+        for (s, n) in by_state {
+            let _ = writeln!(out, "tusk_transactional_ids{{state=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP tusk_oldest_open_transaction_seconds Age of the oldest open transaction.\n# TYPE tusk_oldest_open_transaction_seconds gauge");
+        let _ = writeln!(
+            out,
+            "tusk_oldest_open_transaction_seconds {:.3}",
+            oldest_open_ms as f64 / 1000.0
+        );
+    }
+
     pub fn get(&self, id: &str) -> Option<TxnMeta> {
         self.lock().txns.get(id).cloned()
     }
