@@ -23,6 +23,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -186,6 +187,7 @@ async fn dispatch_now(
         ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
         ApiKey::EndTxn => call!(EndTxnRequest, end_txn::handle),
         ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn_offset_commit::handle),
+        ApiKey::DescribeProducers => call!(DescribeProducersRequest, describe_producers::handle),
         ApiKey::DescribeTransactions => {
             call!(DescribeTransactionsRequest, describe_transactions::handle)
         }

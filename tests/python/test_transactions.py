@@ -214,3 +214,31 @@ def test_transactions_across_kill9(broker_factory, fsync):
     p2.commit_transaction(30)
     seen, _ = drain(b.bootstrap, topic, [0, 1], "read_committed")
     assert len(seen) == 11
+
+
+def test_transaction_admin_apis_through_kafka_python(broker):
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+    topic = "txn-admin"
+    create(broker.bootstrap, topic, 2)
+    p = txn_producer(broker.bootstrap, "txn-admin-id")
+    p.begin_transaction()
+    p.produce(topic, value=b"a", partition=0)
+    p.produce(topic, value=b"b", partition=0)
+    p.produce(topic, value=b"c", partition=1)
+    p.flush(10)
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        listed = [t for per_broker in a.list_transactions().values() for t in per_broker]
+        assert [(t.transactional_id, t.state.value) for t in listed] == [("txn-admin-id", "Ongoing")]
+        assert a.list_transactions(state_filters=["CompleteCommit"]) == {1: []}
+        desc = a.describe_transactions(["txn-admin-id"])["txn-admin-id"]
+        assert desc.state.value == "Ongoing", desc
+        assert {(tp.topic, tp.partition) for tp in desc.topic_partitions} == {(topic, 0), (topic, 1)}, desc
+        prod = a.describe_producers([KTP(topic, 0)])[KTP(topic, 0)]
+        active = prod.active_producers
+        assert len(active) == 1 and active[0].current_transaction_start_offset == 0, prod
+        assert a.find_hanging_transactions() == [] or not a.find_hanging_transactions()
+    finally:
+        a.close()
+    p.commit_transaction(10)
