@@ -898,12 +898,9 @@ impl Shared {
             }
         }
         let _ = batch;
+        // Sequential writes (the mmap backend writes this way too: see mmap.rs).
         for (f, off, data) in runs {
-            match f.mapped() {
-                // mmap backend: sequential copies into the mapping.
-                Some(map) => crate::mmap::write(map, *off, data)?,
-                None => f.file.write_all_at(data, *off)?,
-            }
+            f.file.write_all_at(data, *off)?;
         }
         Ok(())
     }

@@ -113,13 +113,13 @@ pub fn enable_fd_backend() {
     }
 }
 
-/// Use the mmap backend: log files are memory-mapped, appends are sequential copies into the
-/// mapping and reads are slices of it (see `mmap.rs`). Same files, same bytes: switching back
-/// and forth is safe at any time.
+/// Use the mmap backend: log files are memory-mapped and reads are slices of the mapping;
+/// writes are sequential `pwrite`s, no io_uring (see `mmap.rs`). Same files, same bytes:
+/// switching back and forth is safe at any time.
 pub fn disable_fd_backend() {
     FD_BACKEND.store(false, Ordering::Relaxed);
     if !quiet() {
-        eprintln!("walrus: fd backend disabled (mmap: sequential writes into mapped files)");
+        eprintln!("walrus: fd backend disabled (mmap reads, sequential writes)");
     }
 }
 
