@@ -1199,7 +1199,6 @@ impl Shared {
                 };
                 let slot = CHECKPOINT_SLOTS[(ck.seq % 2) as usize];
                 let bytes = ck.encode();
-                debug_assert!(bytes.len() <= CHECKPOINT_SLOT_SIZE);
                 let at = b.index as u64 * self.block_size + slot;
                 if let Err(e) = b.file.file.write_all_at(&bytes, at) {
                     self.poison("checkpoint write failed", &e);

@@ -15,8 +15,12 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const CHECKPOINT_SLOTS: [u64; 2] = [2048, 3072];
 pub const CHECKPOINT_SLOT_SIZE: usize = 1024;
 const CHECKPOINT_MAGIC: u32 = u32::from_le_bytes(*b"CKPT");
-/// Most sparse-index samples a checkpoint slot holds.
-pub const MAX_SAMPLES: usize = 64;
+/// Most sparse-index samples a checkpoint slot holds: 48 bytes of checkpoint fields plus 16 per
+/// sample must fit the 1,024-byte slot. (It was 64 — 1,072 bytes — and a checkpoint in the
+/// second slot, at 3072, overwrote the first 48 bytes of the block's first entry at 4096. Only
+/// blocks large enough to collect more than 61 samples, like the default 10 MiB, were hit.)
+pub const MAX_SAMPLES: usize = (CHECKPOINT_SLOT_SIZE - 48) / 16;
+const _: () = assert!(48 + 16 * MAX_SAMPLES <= CHECKPOINT_SLOT_SIZE);
 /// Longest topic name a block header can hold.
 pub const MAX_TOPIC_NAME: usize = 2048 - 48;
 
@@ -136,6 +140,7 @@ impl Checkpoint {
         }
         let crc = crc32c::crc32c(&b[4..]);
         b[0..4].copy_from_slice(&crc.to_le_bytes());
+        // Guaranteed by MAX_SAMPLES (checked at compile time above).
         debug_assert!(b.len() <= CHECKPOINT_SLOT_SIZE);
         b
     }

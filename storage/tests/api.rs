@@ -328,3 +328,40 @@ fn mmap_and_fd_backends_write_the_same_bytes() {
     let again = w.read_at("m", 0, usize::MAX, 1000).unwrap();
     assert_eq!(again.len(), 100);
 }
+
+#[test]
+fn checkpoints_of_full_size_blocks_never_touch_entries() {
+    // Default 10 MiB blocks collect the most sparse-index samples; checkpoints in both slots
+    // must leave the block's first entry (right after the header region) intact.
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Walrus::builder()
+            .data_dir(dir.path())
+            .blocks_per_file(2)
+            .fsync(FsyncSchedule::NoFsync)
+            .open()
+            .unwrap()
+    };
+    let w = open();
+    let big: Vec<Vec<u8>> = (0..1000u64).map(|i| entry(3, i, 1000)).collect();
+    let refs: Vec<&[u8]> = big.iter().map(|v| &v[..]).collect();
+    // 9,600 entries, then 100 at a time up to 10,100 (the block holds 10,156 of 1,032 bytes):
+    // the last checkpoints carry 61+ samples, in both slots.
+    let mut sizes = vec![1000; 9];
+    sizes.push(600);
+    sizes.extend([100; 5]);
+    for (round, n) in sizes.into_iter().enumerate() {
+        w.batch_append("full", &refs[..n]).unwrap();
+        if round >= 8 {
+            // Past the checkpoint interval: each flush writes a checkpoint, alternating slots.
+            std::thread::sleep(std::time::Duration::from_millis(220));
+            w.flush().unwrap();
+            let first = w.read_at("full", 0, 0, 1).unwrap();
+            assert_eq!(first[0].data, big[0], "round {round}");
+        }
+    }
+    drop(w);
+    let w = open();
+    assert_eq!(w.read_at("full", 0, 0, 1).unwrap()[0].data, big[0]);
+    assert_eq!(w.topic_stats("full").unwrap().next_position, 10_100);
+}

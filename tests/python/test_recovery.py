@@ -124,3 +124,30 @@ def test_restart_reads_partition_snapshots_and_only_the_tail(broker_factory):
         p.produce("snap", value=b"after", partition=i % 3, on_delivery=lambda e, m: e and errors.append(e))
     p.flush(30)
     assert not errors
+
+
+def test_full_blocks_stay_readable_from_their_first_record(broker_factory):
+    """Regression: checkpoints of nearly full 10 MiB Walrus blocks once overwrote the block's
+    first entry (found by the sync-each latency benchmark). Fill more than one block of a
+    partition slowly enough that every few hundred records a checkpoint is written (at most
+    every 200 ms), read everything, restart, read again."""
+    import time
+    b = broker_factory(["--fsync", "sync-each"])
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("full", num_partitions=1, replication_factor=1)])["full"].result(30)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0, "batch.num.messages": 1})
+    n = 12_000
+    for i in range(n):
+        p.produce("full", value=f"{i:08d}".encode() * 128, partition=0)
+        # ~9,500 one-record batches fill a block: checkpoint often around there.
+        if i >= 8_000 and i % 200 == 0:
+            p.flush(30)
+            time.sleep(0.22)
+        elif i % 1000 == 0:
+            p.poll(0)
+    p.flush(30)
+    for _ in range(2):
+        got = consume_n(b.bootstrap, "full", [0], n, **{"fetch.max.bytes": 1 << 20})
+        assert [m.offset() for m in got] == list(range(n))
+        assert got[0].value() == b"00000000" * 128 and got[-1].value() == f"{n - 1:08d}".encode() * 128
+        b.restart()
