@@ -103,7 +103,7 @@ def targets():
     kib = get("1KiB acks=all 1s-fsync", "produce_mb_s")
     small = get("100B acks=all 1s-fsync", "produce_msg_s")
     cons = get("1KiB acks=all 1s-fsync", "consume_mb_s")
-    p99 = get("latency 10k/s linger0 1000ms", "lat_p99_ms")
+    p99 = get("latency 10k/s linger0 1s-fsync", "lat_p99_ms")
     p99s = get("latency 10k/s linger0 sync-each", "lat_p99_ms")
     rss = max((float(x["broker_rss_peak_mib"]) for x in e.values()), default=float("nan"))
     idle = max((float(x["broker_rss_idle_mib"]) for x in e.values()), default=float("nan"))
@@ -114,25 +114,21 @@ def targets():
         f"| 100-byte messages ≥ 1,000,000 msg/s | {small:,.0f} msg/s | {'met' if small >= 1e6 else 'not met'} |",
         f"| consume 1 KiB ≥ 600 MB/s, default consumer settings | {cons:.0f} MB/s | {'met' if cons >= 600 else 'not met'} |",
         f"| p99 ≤ 2 ms at 10,000 msg/s, linger 0, 1 s fsync | {p99:.1f} ms | {'met' if p99 <= 2 else 'not met'} |",
-        f"| p99 ≤ 2 × disk fsync p99 with sync-each | {p99s:.0f} ms | not met |",
+        f"| p99 ≤ 2 × disk fsync p99 with sync-each | {p99s:.1f} ms | disk fsync p99 not measured |",
         f"| broker RSS ≤ 100 MiB under load, ≤ 20 MiB idle | {rss:.0f} MiB peak, {idle:.0f} MiB idle | {'met' if rss <= 100 and idle <= 20 else 'not met'} |",
-        "| start to accepting connections ≤ 50 ms empty | 6-8 ms (the `startup_ms` field of the start log line) | met |",
+        "| start to accepting connections ≤ 50 ms empty | 2-8 ms (the `startup_ms` field of the start log line); 4-10 ms holding 2 GiB (see Restarts) | met |",
         "",
-        "What limits the misses (profiled with `perf record -g` on the broker):",
-        "- **sync-each latency**: answers on a connection go out in request order. Before",
-        "  pipelined acks the broker read the next request only after the previous answer, so with",
-        "  linger 0 every produce waited for its own fsync (p99 6.3 s, the client queue grew). Now a",
-        "  produce is appended in order, then waits for durability while the connection keeps",
-        "  reading, and one syncer task group-commits everyone waiting: p99 29 ms (measured while a",
-        "  CI build ran on the same 2 cores; to re-measure on a quiet machine).",
-        "- **p99 with 1 s fsync**: client and broker share the 2 cores; the profile is flat (TCP,",
-        "  epoll, task switches between runtime workers), p50 is 0.2 ms. Next: a current-thread",
-        "  runtime per core and fewer wake-ups per request.",
-        "- **consume MB/s**: the broker copies each batch from the page cache into the response",
-        "  (pread, then encode); the profile is dominated by memmove and page faults of fresh",
-        "  buffers. Next: write stored batches to the socket without copying them into the encoded",
-        "  response.",
-        "- **100-byte messages**: within 10% of the target; the client's per-message work dominates.",
+        "Notes on the rows (the machine is shared: earlier runs under a concurrent CI build measured",
+        "consume at 378 MB/s and 10k/s p99 at 5.9 ms; these are the numbers of the run above):",
+        "- **sync-each latency**: a produce is appended in order and then waits for durability while",
+        "  the connection keeps reading; one syncer task group-commits everyone waiting with a single",
+        "  `flush()`. A request that arrives just after an fsync started waits for that one and the",
+        "  next, so p99 is about two fsyncs of this virtual disk plus queueing; p99.9 shows its fsync",
+        "  outliers. The disk's own fsync p99 is not measured here, so the ratio target stays open.",
+        "- **1 KiB throughput**: a burst of 1 GB, absorbed partly by the page cache (1 s fsync); a",
+        "  sustained 60 s run is still to do.",
+        "- **100-byte consume** (msg/s) is bounded by the client's per-message work in the load tool,",
+        "  which shares the 2 cores with the broker (broker CPU stays under 0.2 s for 3 M messages).",
     ]
     return "\n".join(lines)
 
@@ -155,13 +151,16 @@ seconds per cell. Disk sequential write bandwidth measured in the same run with
 
 {st}
 Batches go through io_uring with `RWF_NOWAIT` (the default); on this ext4 the kernel refuses non-blocking buffered writes, so after 16 refused batches the ring is bypassed and batches are `pwrite`s (see ARCHITECTURE.md).
-This run shared the machine with a librdkafka compatibility run, so read ratios, not absolutes.
+The machine was otherwise idle during this run but is shared and noisy: read ratios, not absolutes.
 
 Notes: append/batch_append MB/s above the disk's bandwidth mean the run was short enough for the
 page cache to absorb part of it (the 200 ms and none schedules do not wait for the disk).
 `cursor_commit` is durable commits per second from 32 threads (Walrus: named cursor, fsynced,
 group commit; walrus-rust: `read_next(checkpoint)` under StrictlyAtOnce, its only persisted
-cursor). `reopen` is the time to open a log holding 8 topics × 32 MiB.
+cursor). `reopen` is opens per second of a log holding 8 topics × 32 MiB (higher is better).
+The mmap backend (Walrus: reads through the mapping, writes are `pwrite`s) is compared with
+walrus-rust's mmap mode, whose writes are page-cache copies: there the write ratios are bounded by
+this disk (both engines near or above the dd figure), not by the engines.
 
 ![writes](bench-results/writes.png) ![reads](bench-results/reads.png) ![scaling](bench-results/scaling.png)
 
