@@ -52,7 +52,7 @@ compose-up: image ## Start Tusk with docker compose (compose/docker-compose.yml)
 plot-deps:
 	@$(PYTHON) -c 'import pandas, matplotlib' 2>/dev/null || $(PYTHON) -m pip install -q pandas matplotlib
 
-bench: bench-storage bench-e2e ## All benchmarks (storage vs walrus-rust, end-to-end), plots, BENCHMARKS.md
+bench: bench-storage bench-e2e bench-reopen bench-startup ## All benchmarks (storage vs walrus-rust, restarts, end-to-end), plots, BENCHMARKS.md
 	$(MAKE) show-writes show-reads show-scaling show-e2e
 	$(PYTHON) scripts/bench-report.py
 
