@@ -125,12 +125,7 @@ impl Broker {
         if !self.sync_for_ack_needed() {
             return Ok(());
         }
-        // Group commit: the syncer runs one fsync at a time for everyone waiting when it starts.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.sync_waiters
-            .send(tx)
-            .map_err(|_| ResponseError::KafkaStorageError)?;
-        rx.await.map_err(|_| ResponseError::KafkaStorageError)?
+        self.group_commit().await
     }
 
     /// Makes everything written so far durable now, whatever the fsync schedule (except
@@ -140,6 +135,11 @@ impl Broker {
         if self.config.fsync == Fsync::None {
             return Ok(());
         }
+        self.group_commit().await
+    }
+
+    /// Waits for the syncer's next fsync, which runs once for everyone waiting when it starts.
+    async fn group_commit(&self) -> Result<(), ResponseError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.sync_waiters
             .send(tx)

@@ -8,6 +8,24 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::broker::{now_ms, Broker};
 use crate::group::offsets::{Committed, MAX_METADATA};
 
+/// Why one partition's offset cannot be committed (OffsetCommit and TxnOffsetCommit alike):
+/// the group refused the member, the partition does not exist, or the metadata is too long.
+pub fn commit_error(
+    group_error: Option<ResponseError>,
+    partition_exists: bool,
+    metadata: Option<&str>,
+) -> Option<ResponseError> {
+    if group_error.is_some() {
+        group_error
+    } else if !partition_exists {
+        Some(ResponseError::UnknownTopicOrPartition)
+    } else if metadata.is_some_and(|m| m.len() > MAX_METADATA) {
+        Some(ResponseError::OffsetMetadataTooLarge)
+    } else {
+        None
+    }
+}
+
 pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let group_error = b.groups.validate_commit(
@@ -28,21 +46,14 @@ pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetComm
                 .partitions
                 .iter()
                 .map(|p| {
-                    let err = if let Some(e) = group_error {
-                        Some(e)
-                    } else if topic
-                        .as_ref()
-                        .and_then(|t| t.partition(p.partition_index))
-                        .is_none()
-                    {
-                        Some(ResponseError::UnknownTopicOrPartition)
-                    } else if p
-                        .committed_metadata
-                        .as_ref()
-                        .is_some_and(|m| m.len() > MAX_METADATA)
-                    {
-                        Some(ResponseError::OffsetMetadataTooLarge)
-                    } else {
+                    let err = commit_error(
+                        group_error,
+                        topic
+                            .as_ref()
+                            .is_some_and(|t| t.partition(p.partition_index).is_some()),
+                        p.committed_metadata.as_deref(),
+                    );
+                    if err.is_none() {
                         commits.push((
                             (name.clone(), p.partition_index),
                             Committed {
@@ -56,8 +67,7 @@ pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetComm
                                     .unwrap_or_default(),
                             },
                         ));
-                        None
-                    };
+                    }
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(err.map(|e| e.code()).unwrap_or(0))

@@ -5,8 +5,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::*;
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
+use super::offset_commit::commit_error;
 use crate::broker::Broker;
-use crate::group::offsets::MAX_METADATA;
 use crate::txn::PendingOffset;
 
 pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffsetCommitResponse {
@@ -27,17 +27,12 @@ pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffs
     for t in &req.topics {
         let mut errs = Vec::new();
         for p in &t.partitions {
-            let err = if let Some(e) = group_error {
-                Some(e)
-            } else if b.partition(t.name.as_str(), p.partition_index).is_err() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA)
-            {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else {
+            let err = commit_error(
+                group_error,
+                b.partition(t.name.as_str(), p.partition_index).is_ok(),
+                p.committed_metadata.as_deref(),
+            );
+            if err.is_none() {
                 pending.push(PendingOffset {
                     topic: t.name.to_string(),
                     partition: p.partition_index,
@@ -49,8 +44,7 @@ pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffs
                         .map(|m| m.to_string())
                         .unwrap_or_default(),
                 });
-                None
-            };
+            }
             errs.push(err);
         }
         errors.push(errs);

@@ -271,6 +271,30 @@ impl TxnCoordinator {
         self.complete(b, decided).await
     }
 
+    /// Applies `change` to the state of `id` if `pid`/`epoch` are its current producer and no
+    /// decision is in progress; logs the new state if `change` says it changed, then syncs.
+    async fn change_open(
+        &self,
+        b: &Broker,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        change: impl FnOnce(&mut TxnMeta) -> Result<bool, ResponseError>,
+    ) -> Result<(), ResponseError> {
+        {
+            let mut inner = self.lock();
+            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
+            if meta.state.is_prepare() {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            if !change(&mut meta)? {
+                return Ok(());
+            }
+            Self::put(b, &mut inner, meta)?;
+        }
+        b.sync_now().await
+    }
+
     /// AddPartitionsToTxn (v0-3): the partitions join the open transaction (opening it).
     pub async fn add_partitions(
         &self,
@@ -280,25 +304,20 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), ResponseError> {
-        {
-            let mut inner = self.lock();
-            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
-            if meta.state.is_prepare() {
-                return Err(ResponseError::ConcurrentTransactions);
-            }
+        self.change_open(b, id, pid, epoch, |meta| {
             let new: Vec<_> = partitions
                 .iter()
                 .filter(|p| !meta.partitions.contains(*p))
                 .cloned()
                 .collect();
             if new.is_empty() && meta.state == TxnState::Ongoing {
-                return Ok(());
+                return Ok(false);
             }
             meta.open(now_ms());
             meta.partitions.extend(new);
-            Self::put(b, &mut inner, meta)?;
-        }
-        b.sync_now().await
+            Ok(true)
+        })
+        .await
     }
 
     /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
@@ -310,20 +329,15 @@ impl TxnCoordinator {
         epoch: i16,
         group: &str,
     ) -> Result<(), ResponseError> {
-        {
-            let mut inner = self.lock();
-            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
-            if meta.state.is_prepare() {
-                return Err(ResponseError::ConcurrentTransactions);
-            }
+        self.change_open(b, id, pid, epoch, |meta| {
             if meta.groups.contains_key(group) && meta.state == TxnState::Ongoing {
-                return Ok(());
+                return Ok(false);
             }
             meta.open(now_ms());
             meta.groups.entry(group.to_string()).or_default();
-            Self::put(b, &mut inner, meta)?;
-        }
-        b.sync_now().await
+            Ok(true)
+        })
+        .await
     }
 
     /// TxnOffsetCommit: offsets held with the transaction until it ends.
@@ -336,12 +350,7 @@ impl TxnCoordinator {
         group: &str,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ResponseError> {
-        {
-            let mut inner = self.lock();
-            let mut meta = Self::check_producer(&inner, id, pid, epoch)?.clone();
-            if meta.state.is_prepare() {
-                return Err(ResponseError::ConcurrentTransactions);
-            }
+        self.change_open(b, id, pid, epoch, |meta| {
             if meta.state != TxnState::Ongoing || !meta.groups.contains_key(group) {
                 // The group was never added with AddOffsetsToTxn.
                 return Err(ResponseError::InvalidTxnState);
@@ -353,9 +362,9 @@ impl TxnCoordinator {
                 pending.push(o);
             }
             meta.update_ms = now_ms();
-            Self::put(b, &mut inner, meta)?;
-        }
-        b.sync_now().await
+            Ok(true)
+        })
+        .await
     }
 
     /// EndTxn: commit or abort the open transaction. A retry of a finished end is answered

@@ -1004,6 +1004,24 @@ impl Shared {
                 "topic {topic}: corrupt entry at position {pos} ({what})"
             ))
         };
+        // At least one entry, then only whole entries within the byte budget.
+        let fits =
+            |count: usize, bytes: usize, len: u32| count == 0 || bytes + len as usize <= max_bytes;
+        // Verifies and hands over one entry (header and payload); true once the read is full.
+        let take = |count: &mut usize,
+                    bytes: &mut usize,
+                    pos: u64,
+                    entry: &[u8],
+                    visit: &mut dyn FnMut(u64, &[u8])|
+         -> io::Result<bool> {
+            if !EntryHeader::crc_ok(entry) {
+                return Err(corrupt(pos, "checksum mismatch"));
+            }
+            *bytes += entry.len() - ENTRY_HEADER_SIZE;
+            visit(pos, &entry[ENTRY_HEADER_SIZE..]);
+            *count += 1;
+            Ok(*count >= max_entries || *bytes >= max_bytes)
+        };
         for span in spans {
             if let Some(map) = span.file.mapped() {
                 // mmap backend: entries are slices of the mapping, nothing is copied.
@@ -1021,17 +1039,11 @@ impl Shared {
                         return Err(corrupt(pos, "length past block end"));
                     }
                     if pos >= position {
-                        if count > 0 && bytes + h.payload_len as usize > max_bytes {
+                        if !fits(count, bytes, h.payload_len) {
                             return Ok(count);
                         }
                         let entry = crate::mmap::slice(map, span.base + off, total)?;
-                        if !EntryHeader::crc_ok(entry) {
-                            return Err(corrupt(pos, "checksum mismatch"));
-                        }
-                        bytes += h.payload_len as usize;
-                        visit(pos, &entry[ENTRY_HEADER_SIZE..]);
-                        count += 1;
-                        if count >= max_entries || bytes >= max_bytes {
+                        if take(&mut count, &mut bytes, pos, entry, visit)? {
                             return Ok(count);
                         }
                     }
@@ -1078,16 +1090,10 @@ impl Shared {
                         break;
                     };
                     if pos >= position {
-                        if count > 0 && bytes + h.payload_len as usize > max_bytes {
+                        if !fits(count, bytes, h.payload_len) {
                             return Ok(count);
                         }
-                        if !EntryHeader::crc_ok(entry) {
-                            return Err(corrupt(pos, "checksum mismatch"));
-                        }
-                        bytes += h.payload_len as usize;
-                        visit(pos, &entry[ENTRY_HEADER_SIZE..]);
-                        count += 1;
-                        if count >= max_entries || bytes >= max_bytes {
+                        if take(&mut count, &mut bytes, pos, entry, visit)? {
                             return Ok(count);
                         }
                     }
