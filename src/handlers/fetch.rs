@@ -48,14 +48,11 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
                     pd.high_watermark = r.high_watermark;
                     pd.last_stable_offset = r.last_stable;
                     pd.log_start_offset = r.log_start;
-                    if read_committed && r.records.is_some() {
+                    if read_committed {
                         // The consumer drops records of these producers from their first
                         // offset up to the abort marker.
-                        let aborted = partition
-                            .lock()
-                            .aborted_between(fp.fetch_offset, r.end_offset);
                         pd.aborted_transactions = Some(
-                            aborted
+                            r.aborted
                                 .into_iter()
                                 .map(|(pid, first)| {
                                     AbortedTransaction::default()

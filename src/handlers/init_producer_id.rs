@@ -4,19 +4,14 @@
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use super::fenced_for;
 use crate::broker::Broker;
 
 pub async fn handle(b: &Broker, req: InitProducerIdRequest, v: i16) -> InitProducerIdResponse {
     let r = InitProducerIdResponse::default();
     let fail = |e: ResponseError| {
-        // PRODUCER_FENCED exists from v4 on; older clients know it as INVALID_PRODUCER_EPOCH.
-        let e = if e == ResponseError::ProducerFenced && v < 4 {
-            ResponseError::InvalidProducerEpoch
-        } else {
-            e
-        };
         InitProducerIdResponse::default()
-            .with_error_code(e.code())
+            .with_error_code(fenced_for(e, v, 4).code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };

@@ -35,10 +35,11 @@ fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> Partiti
 /// `None` when every record has a key.
 fn keyless_records_error(
     idx: i32,
-    records: &[u8],
+    records: &bytes::Bytes,
     topic: &str,
 ) -> Option<PartitionProduceResponse> {
-    let mut buf = bytes::Bytes::copy_from_slice(records);
+    let mut buf = records.clone(); // a reference, not a copy
+
     let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
         Ok(set) => set,
         Err(e) => {
@@ -166,7 +167,7 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 continue;
             }
             if cfg.compacted() {
-                if let Some(resp) = keyless_records_error(idx, &records[..], &name) {
+                if let Some(resp) = keyless_records_error(idx, &records, &name) {
                     parts.push(resp);
                     continue;
                 }

@@ -86,8 +86,9 @@ pub struct Appended {
 /// Records read for a fetch.
 pub struct Read {
     pub records: Option<Bytes>,
-    /// Offset after the last record returned (the fetch offset when nothing was).
-    pub end_offset: i64,
+    /// For read_committed reads that returned records: the aborted transactions among them,
+    /// as (producer id, first offset); the consumer drops their records.
+    pub aborted: Vec<(i64, i64)>,
     pub high_watermark: i64,
     pub last_stable: i64,
     pub log_start: i64,
@@ -112,16 +113,15 @@ impl Partition {
         let mut scanned_bytes = 0u64;
         if let Some(stats) = store.topic_stats(&wal) {
             let mut pos = stats.first_position;
-            if let Some((snap, covered)) = snapshot::load(store, &wal)
-                .filter(|(snap, covered)| Self::snapshot_agrees(store, &wal, snap, *covered))
-            {
+            if let Some((snap, covered)) = snapshot::load(store, &wal).filter(|(snap, covered)| {
+                Self::snapshot_agrees(store, &wal, &stats, snap, *covered)
+            }) {
                 st = snap;
                 // Retention may have dropped batches since the snapshot was taken.
                 let gone = st
                     .batches
                     .partition_point(|b| b.position < stats.first_position);
-                let freed: u64 = st.batches.drain(..gone).map(|b| b.size as u64).sum();
-                st.bytes = st.bytes.saturating_sub(freed);
+                st.forget_batches(gone);
                 pos = covered.max(stats.first_position);
                 loaded.from_snapshot = true;
             }
@@ -155,7 +155,7 @@ impl Partition {
                 }
             }
             let log_start = st.log_start;
-            st.aborted.retain(|a| a.marker_offset >= log_start);
+            st.forget_aborted_before(log_start);
         }
         // What had to be scanned is due for a snapshot (at shutdown or when it grows further).
         st.unsnapshotted = scanned_bytes;
@@ -170,10 +170,13 @@ impl Partition {
 
     /// A snapshot is trusted only if the log holds everything it covers and its last batch
     /// is where it says, with the offsets it says.
-    fn snapshot_agrees(store: &Walrus, wal: &str, snap: &PartitionState, covered: u64) -> bool {
-        let Some(stats) = store.topic_stats(wal) else {
-            return false;
-        };
+    fn snapshot_agrees(
+        store: &Walrus,
+        wal: &str,
+        stats: &walrus::TopicStats,
+        snap: &PartitionState,
+        covered: u64,
+    ) -> bool {
         if covered > stats.next_position {
             return false;
         }
@@ -308,7 +311,7 @@ impl Partition {
         read_committed: bool,
     ) -> Result<Read, ResponseError> {
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
-        let (position, count, bytes, end_offset, hw, lso, log_start) = {
+        let (position, count, bytes, aborted, hw, lso, log_start) = {
             let st = self.lock();
             if offset < st.log_start || offset > st.next_offset {
                 return Err(ResponseError::OffsetOutOfRange);
@@ -327,11 +330,16 @@ impl Partition {
                 end_offset = b.last_offset + 1;
             }
             let position = st.batches.get(first).map(|b| b.position).unwrap_or(0);
+            let aborted = if read_committed && count > 0 {
+                st.aborted_between(offset, end_offset)
+            } else {
+                Vec::new()
+            };
             (
                 position,
                 count,
                 bytes,
-                end_offset,
+                aborted,
                 st.next_offset,
                 lso,
                 st.log_start,
@@ -340,7 +348,7 @@ impl Partition {
         if count == 0 {
             return Ok(Read {
                 records: None,
-                end_offset,
+                aborted,
                 high_watermark: hw,
                 last_stable: lso,
                 log_start,
@@ -355,7 +363,7 @@ impl Partition {
             .map_err(storage_error)?;
         Ok(Read {
             records: (!out.is_empty()).then(|| out.freeze()),
-            end_offset,
+            aborted,
             high_watermark: hw,
             last_stable: lso,
             log_start,
@@ -483,12 +491,9 @@ impl Partition {
         store
             .truncate_before(&self.wal, position)
             .map_err(storage_error)?;
-        let freed: u64 = st.batches.drain(..keep).map(|b| b.size as u64).sum();
-        st.bytes -= freed;
+        st.forget_batches(keep);
         st.log_start = offset;
-        while st.aborted.front().is_some_and(|a| a.marker_offset < offset) {
-            st.aborted.pop_front();
-        }
+        st.forget_aborted_before(offset);
         Ok(offset)
     }
 }
@@ -501,6 +506,18 @@ impl PartitionState {
             .copied()
             .min()
             .unwrap_or(self.next_offset)
+    }
+
+    /// Drops the first `n` batches from the index (their storage is gone or going).
+    fn forget_batches(&mut self, n: usize) {
+        let freed: u64 = self.batches.drain(..n).map(|b| b.size as u64).sum();
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+
+    /// Drops aborted transactions whose marker is below `offset` (no fetch can reach them).
+    fn forget_aborted_before(&mut self, offset: i64) {
+        let n = self.aborted.partition_point(|a| a.marker_offset < offset);
+        self.aborted.drain(..n);
     }
 
     /// Aborted transactions with records in `[from, to)`, as (producer id, first offset).
