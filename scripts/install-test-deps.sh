@@ -4,6 +4,8 @@ set -euo pipefail
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# prlimit: the Walrus fault test runs children under a file-size limit.
+command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
@@ -11,6 +13,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 import importlib, sys
-for m in ("pytest", "kafka", "confluent_kafka"):
+for m in ("pytest", "kafka", "confluent_kafka", "prometheus_client"):
     importlib.import_module(m)
 PY

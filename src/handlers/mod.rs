@@ -10,16 +10,18 @@ use tusk_protocol::header::{decode_body, encode_response, Request};
 
 use crate::broker::Broker;
 
-pub mod acls;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -52,6 +54,9 @@ pub struct ConnCtx {
     pub advertised: (String, i32),
     pub client_id: String,
 }
+
+/// Why the ACL APIs answer SECURITY_DISABLED: there are no client identities to authorize.
+pub const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
 
 pub fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -178,9 +183,9 @@ async fn dispatch_now(
         }
         ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeCluster => call_ctx!(DescribeClusterRequest, describe_cluster),
-        ApiKey::CreateAcls => call!(CreateAclsRequest, acls::create),
-        ApiKey::DescribeAcls => call!(DescribeAclsRequest, acls::describe),
-        ApiKey::DeleteAcls => call!(DeleteAclsRequest, acls::delete),
+        ApiKey::CreateAcls => call!(CreateAclsRequest, create_acls::handle),
+        ApiKey::DescribeAcls => call!(DescribeAclsRequest, describe_acls::handle),
+        ApiKey::DeleteAcls => call!(DeleteAclsRequest, delete_acls::handle),
         ApiKey::AddPartitionsToTxn => {
             call!(AddPartitionsToTxnRequest, add_partitions_to_txn::handle)
         }
