@@ -86,3 +86,19 @@ def test_compacted_topics_require_keys_and_skip_time_retention(broker_factory):
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "cmp-wm"})
     assert c.get_watermark_offsets(TopicPartition("cmp", 0), timeout=10) == (0, 6)
     c.close()
+
+
+def test_replication_factor_above_one_needs_the_flag(broker_factory):
+    from confluent_kafka import KafkaException
+    plain = broker_factory()
+    a = AdminClient({"bootstrap.servers": plain.bootstrap})
+    try:
+        a.create_topics([NewTopic("rf3", 1, 3)])["rf3"].result(10)
+        raise AssertionError("replication factor 3 accepted by one broker")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_REPLICATION_FACTOR", e
+    lenient = broker_factory(["--accept-replication-factor", "3"])
+    a = AdminClient({"bootstrap.servers": lenient.bootstrap})
+    a.create_topics([NewTopic("rf3", 1, 3)])["rf3"].result(10)
+    md = a.list_topics("rf3", timeout=10)
+    assert [len(p.replicas) for p in md.topics["rf3"].partitions.values()] == [1]

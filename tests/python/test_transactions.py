@@ -242,3 +242,11 @@ def test_transaction_admin_apis_through_kafka_python(broker):
     finally:
         a.close()
     p.commit_transaction(10)
+
+
+def test_transaction_timeout_above_the_maximum_is_refused(broker):
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "txn-too-long",
+                  "transaction.timeout.ms": 900_001})
+    with pytest.raises(KafkaException) as e:
+        p.init_transactions(10)
+    assert e.value.args[0].code() == KafkaError.INVALID_TRANSACTION_TIMEOUT, e.value.args[0]
