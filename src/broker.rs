@@ -187,10 +187,13 @@ impl Broker {
                     let st = p.lock();
                     let mut target = st.log_start;
                     let mut held = st.bytes as i64;
-                    // Never drop the active (last) batch, like Kafka never drops the active segment.
-                    for b in st.batches.iter().take(st.batches.len().saturating_sub(1)) {
+                    // Kafka's rules, per batch instead of per segment: by time, everything
+                    // whose newest record is older than retention.ms goes, the newest batch too
+                    // (Kafka rolls the active segment to delete it, emptying the log); by size,
+                    // a batch goes only if what remains is still at least retention.bytes.
+                    for b in st.batches.iter() {
                         let expired = ms >= 0 && b.max_timestamp < now - ms;
-                        let oversize = bytes >= 0 && held > bytes;
+                        let oversize = bytes >= 0 && held - b.size as i64 >= bytes;
                         if !(expired || oversize) {
                             break;
                         }

@@ -164,7 +164,15 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
     loop {
-        let (mut sock, _) = listener.accept().await?;
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // EMFILE and friends are passing conditions: the endpoint must outlive them.
+                tracing::warn!("metrics accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let b = broker.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 4096];

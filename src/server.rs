@@ -11,6 +11,9 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::connection;
 
+/// Pause after a failed accept (EMFILE, ENFILE, ENOBUFS) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A bound listener and the address its clients are told to use.
 pub struct Listener {
     pub socket: TcpListener,
@@ -28,13 +31,19 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
         let tx = accepted_tx.clone();
         acceptors.spawn(async move {
             loop {
-                let r = l
-                    .socket
-                    .accept()
-                    .await
-                    .map(|(s, p)| (s, p, l.advertised.clone()));
-                if tx.send(r).await.is_err() {
-                    return;
+                match l.socket.accept().await {
+                    Ok((s, p)) => {
+                        if tx.send((s, p, l.advertised.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off here, in this listener's own task, so the
+                        // next accept is tried within the pause once fds are free again (errors
+                        // queued for the serving loop once cost 50 ms each, a minute in all).
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                 }
             }
         });
@@ -42,18 +51,10 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
     loop {
         tokio::select! {
             Some(accepted) = accepted_rx.recv() => {
-                match accepted {
-                    Ok((sock, peer, advertised)) => {
-                        let b = broker.clone();
-                        let rx = shutdown_rx.clone();
-                        conns.spawn(async move { connection::serve(b, sock, peer, advertised, rx).await });
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+                let (sock, peer, advertised) = accepted;
+                let b = broker.clone();
+                let rx = shutdown_rx.clone();
+                conns.spawn(async move { connection::serve(b, sock, peer, advertised, rx).await });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = tokio::signal::ctrl_c() => break,

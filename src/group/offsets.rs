@@ -68,7 +68,9 @@ fn cursor_name(group: &str) -> Vec<u8> {
 impl OffsetStore {
     pub fn load(store: &Walrus) -> OffsetStore {
         let mut groups: HashMap<String, BTreeMap<TopicPartition, Committed>> = HashMap::new();
-        for wal in store.topics() {
+        // Every Walrus topic with cursors, also those holding no entry yet: a commit on an empty
+        // partition is a cursor on a topic that has never been appended to.
+        for wal in store.cursor_topics() {
             let Some((topic, p)) = wal.rsplit_once('/') else {
                 continue;
             };
@@ -100,19 +102,26 @@ impl OffsetStore {
     }
 
     /// Stores commits (one index append for all of them). Durability follows the fsync schedule.
+    /// Returns the partitions that no longer exist (deleted since the caller checked): those
+    /// are neither stored nor remembered.
     pub fn commit(
         &self,
         store: &Walrus,
         catalog: &Catalog,
         group: &str,
         commits: &[(TopicPartition, Committed)],
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Vec<TopicPartition>> {
         let name = cursor_name(group);
         let mut rows: Vec<(String, u64, Vec<u8>)> = Vec::with_capacity(commits.len());
-        for ((topic, p), c) in commits {
+        let mut stored: Vec<&(TopicPartition, Committed)> = Vec::with_capacity(commits.len());
+        let mut missing = Vec::new();
+        for commit in commits {
+            let ((topic, p), c) = commit;
             let Some(part) = catalog.get(topic).and_then(|t| t.partition(*p)) else {
+                missing.push((topic.clone(), *p));
                 continue;
             };
+            stored.push(commit);
             let position = {
                 let st = part.lock();
                 let i = st.batches.partition_point(|b| b.last_offset < c.offset);
@@ -128,13 +137,15 @@ impl OffsetStore {
             .iter()
             .map(|(w, pos, m)| (w.as_str(), name.as_slice(), *pos, m.as_slice()))
             .collect();
-        store.set_cursors(&refs)?;
-        let mut g = self.lock();
-        let e = g.entry(group.to_string()).or_default();
-        for (tp, c) in commits {
-            e.insert(tp.clone(), c.clone());
+        if !refs.is_empty() {
+            store.set_cursors(&refs)?;
+            let mut g = self.lock();
+            let e = g.entry(group.to_string()).or_default();
+            for (tp, c) in stored {
+                e.insert(tp.clone(), c.clone());
+            }
         }
-        Ok(())
+        Ok(missing)
     }
 
     pub fn get(&self, group: &str, tp: &TopicPartition) -> Option<Committed> {

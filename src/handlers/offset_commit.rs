@@ -84,7 +84,17 @@ pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetComm
             .offsets
             .commit(&b.store, &b.catalog, &group, &commits);
         let synced = match stored {
-            Ok(()) => b.sync_for_ack().await,
+            Ok(gone) => {
+                // Deleted between the check above and the store: not stored, so not acknowledged.
+                for (topic, p) in &gone {
+                    for t in topics.iter_mut().filter(|t| t.name.0.as_str() == topic) {
+                        for part in t.partitions.iter_mut().filter(|x| x.partition_index == *p) {
+                            part.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        }
+                    }
+                }
+                b.sync_for_ack().await
+            }
             Err(e) => {
                 tracing::error!(group = %group, "storing offsets failed: {e}");
                 Err(ResponseError::KafkaStorageError)

@@ -84,25 +84,35 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
     let mut wrote = false;
     for td in req.topic_data {
         let name = td.name.0.to_string();
-        let topic = match b.topic(&name) {
-            Some(t) => Some(t),
+        // The topic, or the error every partition of it gets.
+        let topic: Result<_, ResponseError> = match b.topic(&name) {
+            Some(t) => Ok(t),
             None if b.config.auto_create_topics && crate::catalog::validate_name(&name).is_ok() => {
-                b.create_topic(&name, -1, BTreeMap::new())
-                    .ok()
-                    .or_else(|| b.topic(&name))
+                match b.create_topic(&name, -1, BTreeMap::new()) {
+                    Ok(t) => Ok(t),
+                    // Made by a concurrent request: use it.
+                    Err((ResponseError::TopicAlreadyExists, _)) => {
+                        b.topic(&name).ok_or(ResponseError::UnknownTopicOrPartition)
+                    }
+                    // A storage failure is the client's to see (KAFKA_STORAGE_ERROR), not an
+                    // unknown topic it would retry against forever.
+                    Err((e, m)) => {
+                        tracing::warn!(topic = %name, "auto-create failed: {m}");
+                        Err(e)
+                    }
+                }
             }
-            None => None,
+            None => Err(ResponseError::UnknownTopicOrPartition),
         };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
             let idx = pd.index;
-            let Some(topic) = topic.as_ref() else {
-                parts.push(partition_error(
-                    idx,
-                    ResponseError::UnknownTopicOrPartition,
-                    None,
-                ));
-                continue;
+            let topic = match topic.as_ref() {
+                Ok(t) => t,
+                Err(e) => {
+                    parts.push(partition_error(idx, *e, None));
+                    continue;
+                }
             };
             let Some(partition) = topic.partition(idx) else {
                 parts.push(partition_error(

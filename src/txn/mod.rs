@@ -175,68 +175,113 @@ impl TxnCoordinator {
         if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
-        let now = now_ms();
-        let existing = self.lock().txns.get(id).cloned();
-        let Some(mut meta) = existing else {
-            let pid = b.producer_ids.allocate(&b.store).map_err(storage_error)?;
-            let meta = TxnMeta {
-                id: id.to_string(),
-                producer_id: pid,
-                producer_epoch: 0,
-                last_epoch: -1,
-                timeout_ms,
-                state: TxnState::Empty,
-                partitions: BTreeSet::new(),
-                groups: BTreeMap::new(),
-                start_ms: -1,
-                update_ms: now,
+        // Every read-modify-write of the id's state happens under one hold of the lock: two
+        // concurrent calls must never both hand out the same epoch, and an AddPartitionsToTxn
+        // landing in between must never be overwritten. Work that cannot run under the lock
+        // (allocating a producer id, aborting an open transaction) happens between attempts.
+        let mut fresh_pid: Option<i64> = None;
+        let mut aborted_open = false;
+        for _ in 0..8 {
+            enum Step {
+                Done((i64, i16)),
+                NeedPid,
+                Abort(i64, i16),
+                NewPidForWrap,
+            }
+            let step = {
+                let mut inner = self.lock();
+                let now = now_ms();
+                match inner.txns.get(id).cloned() {
+                    None => match fresh_pid.take() {
+                        None => Step::NeedPid,
+                        Some(pid) => {
+                            let meta = TxnMeta {
+                                id: id.to_string(),
+                                producer_id: pid,
+                                producer_epoch: 0,
+                                last_epoch: -1,
+                                timeout_ms,
+                                state: TxnState::Empty,
+                                partitions: BTreeSet::new(),
+                                groups: BTreeMap::new(),
+                                start_ms: -1,
+                                update_ms: now,
+                            };
+                            Self::put(b, &mut inner, meta)?;
+                            Step::Done((pid, 0))
+                        }
+                    },
+                    Some(mut meta) => {
+                        if meta.state.is_prepare() {
+                            return Err(ResponseError::ConcurrentTransactions);
+                        }
+                        if let Some((pid, epoch)) = given {
+                            let current = pid == meta.producer_id
+                                && (epoch == meta.producer_epoch || epoch == meta.last_epoch);
+                            if !current {
+                                return Err(ResponseError::ProducerFenced);
+                            }
+                        }
+                        if meta.state == TxnState::Ongoing {
+                            Step::Abort(meta.producer_id, meta.producer_epoch)
+                        } else if aborted_open && meta.state == TxnState::CompleteAbort {
+                            // Our abort already bumped the epoch: hand that one out.
+                            Self::reset_for_init(&mut meta, timeout_ms, now);
+                            let out = (meta.producer_id, meta.producer_epoch);
+                            Self::put(b, &mut inner, meta)?;
+                            Step::Done(out)
+                        } else if meta.producer_epoch >= i16::MAX - 1 {
+                            match fresh_pid.take() {
+                                None => Step::NewPidForWrap,
+                                Some(pid) => {
+                                    meta.producer_id = pid;
+                                    meta.producer_epoch = 0;
+                                    meta.last_epoch = -1;
+                                    Self::reset_for_init(&mut meta, timeout_ms, now);
+                                    let out = (meta.producer_id, meta.producer_epoch);
+                                    Self::put(b, &mut inner, meta)?;
+                                    Step::Done(out)
+                                }
+                            }
+                        } else {
+                            meta.last_epoch = meta.producer_epoch;
+                            meta.producer_epoch += 1;
+                            Self::reset_for_init(&mut meta, timeout_ms, now);
+                            let out = (meta.producer_id, meta.producer_epoch);
+                            Self::put(b, &mut inner, meta)?;
+                            Step::Done(out)
+                        }
+                    }
+                }
             };
-            Self::put(b, &mut self.lock(), meta)?;
-            b.sync_now().await?;
-            return Ok((pid, 0));
-        };
-        if meta.state.is_prepare() {
-            return Err(ResponseError::ConcurrentTransactions);
-        }
-        if let Some((pid, epoch)) = given {
-            let current = pid == meta.producer_id
-                && (epoch == meta.producer_epoch || epoch == meta.last_epoch);
-            if !current {
-                return Err(ResponseError::ProducerFenced);
+            match step {
+                Step::Done(out) => {
+                    b.sync_now().await?;
+                    return Ok(out);
+                }
+                Step::NeedPid | Step::NewPidForWrap => {
+                    fresh_pid = Some(b.producer_ids.allocate(&b.store).map_err(storage_error)?);
+                }
+                Step::Abort(pid, epoch) => {
+                    // Fence the running instance: abort its transaction with a bumped epoch.
+                    self.abort_open(b, id, pid, epoch).await?;
+                    aborted_open = true;
+                }
             }
         }
-        if meta.state == TxnState::Ongoing {
-            // Fence the running instance: abort its transaction with a bumped epoch.
-            self.abort_open(b, id, meta.producer_id, meta.producer_epoch)
-                .await?;
-            meta = self
-                .lock()
-                .txns
-                .get(id)
-                .cloned()
-                .ok_or(ResponseError::ConcurrentTransactions)?;
-            if meta.state != TxnState::CompleteAbort {
-                return Err(ResponseError::ConcurrentTransactions);
-            }
-            // The abort already bumped the epoch: hand that one out.
-        } else if meta.producer_epoch >= i16::MAX - 1 {
-            meta.producer_id = b.producer_ids.allocate(&b.store).map_err(storage_error)?;
-            meta.producer_epoch = 0;
-            meta.last_epoch = -1;
-        } else {
-            meta.last_epoch = meta.producer_epoch;
-            meta.producer_epoch += 1;
-        }
+        // The state kept changing under us (other instances racing for the id): the client
+        // retries, as it does for Kafka's answer to the same situation.
+        Err(ResponseError::ConcurrentTransactions)
+    }
+
+    /// The state InitProducerId leaves: no open transaction, the new timeout.
+    fn reset_for_init(meta: &mut TxnMeta, timeout_ms: i32, now: i64) {
         meta.timeout_ms = timeout_ms;
         meta.state = TxnState::Empty;
         meta.partitions.clear();
         meta.groups.clear();
         meta.start_ms = -1;
         meta.update_ms = now;
-        let out = (meta.producer_id, meta.producer_epoch);
-        Self::put(b, &mut self.lock(), meta)?;
-        b.sync_now().await?;
-        Ok(out)
     }
 
     /// Aborts the open transaction of `id` (held by producer `pid`/`epoch`) with the epoch
@@ -436,10 +481,15 @@ impl TxnCoordinator {
                         )
                     })
                     .collect();
-                b.groups
+                let gone = b
+                    .groups
                     .offsets
                     .commit(&b.store, &b.catalog, group, &rows)
                     .map_err(storage_error)?;
+                if !gone.is_empty() {
+                    // Kafka drops offsets of deleted partitions too.
+                    tracing::info!(group = %group, ?gone, "transactional offsets of deleted partitions dropped");
+                }
             }
         }
         {

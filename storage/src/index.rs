@@ -268,6 +268,9 @@ impl IndexState {
 struct LogFile {
     file: File,
     len: u64,
+    /// Bytes ever appended by this process (never reset by a rewrite): what `append` returns
+    /// and `sync_upto` waits for, so a rewrite shrinking the file cannot move it backwards.
+    appended: u64,
     /// Bytes of the live state when the file was last rewritten.
     live_len: u64,
 }
@@ -284,7 +287,8 @@ pub struct IndexLog {
 
 #[derive(Default)]
 struct SyncState {
-    synced_len: u64,
+    /// Every record up to this `appended` count is durable. Monotonic.
+    synced_upto: u64,
     syncing: bool,
 }
 
@@ -337,11 +341,12 @@ impl IndexLog {
                 log: Mutex::new(LogFile {
                     file,
                     len,
+                    appended: 0,
                     live_len: len,
                 }),
                 state: Mutex::new(mirror),
                 sync: Mutex::new(SyncState {
-                    synced_len: len,
+                    synced_upto: 0,
                     syncing: false,
                 }),
                 synced: Condvar::new(),
@@ -350,7 +355,7 @@ impl IndexLog {
         ))
     }
 
-    /// Appends records (not yet durable); returns the log length that covers them.
+    /// Appends records (not yet durable); returns the `appended` count that covers them.
     pub fn append(&self, recs: &[Record]) -> io::Result<u64> {
         let mut buf = Vec::new();
         for r in recs {
@@ -365,17 +370,19 @@ impl IndexLog {
         }
         log.file.write_all_at(&buf, log.len)?;
         log.len += buf.len() as u64;
+        log.appended += buf.len() as u64;
+        let upto = log.appended;
         if log.len > COMPACT_MIN_BYTES && log.len > 4 * log.live_len.max(1) {
             self.rewrite(&mut log)?;
         }
-        Ok(log.len)
+        Ok(upto)
     }
 
     /// Returns once the log is durable up to `upto` (group commit: one fsync serves many).
     pub fn sync_upto(&self, upto: u64) -> io::Result<()> {
         let mut st = lock(&self.sync);
         loop {
-            if st.synced_len >= upto {
+            if st.synced_upto >= upto {
                 return Ok(());
             }
             if !st.syncing {
@@ -388,15 +395,19 @@ impl IndexLog {
         }
         st.syncing = true;
         drop(st);
-        let (file, len) = {
+        // Whatever file this syncs, every record counted in `covered` is in it or in a rewrite
+        // made after it (rewrites are fully synced before they replace the file).
+        let (file, covered) = {
             let log = lock(&self.log);
-            (log.file.try_clone(), log.len)
+            (log.file.try_clone(), log.appended)
         };
+        #[cfg(test)]
+        tests_hook::run_sync_window();
         let res = file.and_then(|f| f.sync_data());
         let mut st = lock(&self.sync);
         st.syncing = false;
         if res.is_ok() {
-            st.synced_len = st.synced_len.max(len);
+            st.synced_upto = st.synced_upto.max(covered);
         }
         self.synced.notify_all();
         res
@@ -404,8 +415,14 @@ impl IndexLog {
 
     /// Makes everything appended so far durable.
     pub fn sync(&self) -> io::Result<()> {
-        let len = lock(&self.log).len;
-        self.sync_upto(len)
+        let upto = lock(&self.log).appended;
+        self.sync_upto(upto)
+    }
+
+    /// The `appended` count known durable (for tests and invariants).
+    #[cfg(test)]
+    fn synced_upto(&self) -> u64 {
+        lock(&self.sync).synced_upto
     }
 
     fn rewrite(&self, log: &mut LogFile) -> io::Result<()> {
@@ -429,9 +446,26 @@ impl IndexLog {
         log.len = buf.len() as u64;
         log.live_len = log.len;
         let mut st = lock(&self.sync);
-        // The rewritten file is fully durable; lengths restart with it.
-        st.synced_len = log.len;
+        // The rewritten file holds every record appended so far, durably.
+        st.synced_upto = st.synced_upto.max(log.appended);
         Ok(())
+    }
+}
+
+/// A test seam: code run inside `sync_upto` while its fsync is in flight.
+#[cfg(test)]
+mod tests_hook {
+    use std::cell::RefCell;
+    thread_local! {
+        static SYNC_WINDOW: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+    pub(super) fn set_sync_window(f: impl FnOnce() + 'static) {
+        SYNC_WINDOW.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+    pub(super) fn run_sync_window() {
+        if let Some(f) = SYNC_WINDOW.with(|h| h.borrow_mut().take()) {
+            f();
+        }
     }
 }
 
@@ -514,5 +548,39 @@ mod tests {
         }
         let (_, st) = IndexLog::open(dir.path()).unwrap();
         assert_eq!(st.cursors[&b"t".to_vec()][&b"g".to_vec()].position, 9);
+    }
+
+    /// A rewrite (compaction) while an fsync is in flight shrinks the file; the fsync finishing
+    /// afterwards must not report records appended after the rewrite as durable.
+    #[test]
+    fn an_fsync_racing_a_rewrite_never_overclaims() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = IndexLog::open(dir.path()).unwrap();
+        let log = std::sync::Arc::new(log);
+        let rec = |i: u64| Record::CursorSet {
+            topic: b"t".to_vec(),
+            name: b"g".to_vec(),
+            cursor: Cursor {
+                position: i,
+                metadata: vec![7; 4000],
+            },
+        };
+        let first = log.append(&[rec(0)]).unwrap();
+        let l2 = log.clone();
+        tests_hook::set_sync_window(move || {
+            // Enough overwrites of one cursor to pass the compaction threshold: the file is
+            // rewritten to one record, far shorter than it was when the fsync started.
+            for i in 1..((COMPACT_MIN_BYTES / 4000) + 10) {
+                l2.append(&[rec(i)]).unwrap();
+            }
+        });
+        log.sync_upto(first).unwrap();
+        let after = log.append(&[rec(u64::MAX)]).unwrap();
+        assert!(
+            log.synced_upto() < after,
+            "a record appended after the race is reported durable without an fsync"
+        );
+        log.sync_upto(after).unwrap();
+        assert!(log.synced_upto() >= after);
     }
 }

@@ -39,18 +39,25 @@ class Broker:
             "--group-initial-rebalance-delay-ms", "0",
             "--log-level", "info",
         ] + self.extra_args
+        # The listener is bound before the data dir is opened, so a successful connect says
+        # nothing: the broker is up once this start has logged "tusk started".
+        self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tusk exited early:\n{self.read_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("tusk did not start listening")
+            if "tusk started" in self.read_log_since_start():
+                return self
+            time.sleep(0.02)
+        raise RuntimeError(f"tusk did not start:\n{self.read_log()[-4000:]}")
+
+    def read_log_since_start(self):
+        """What this run of the broker (the latest start) has logged."""
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_offset", 0))
+            return f.read().decode(errors="replace")
 
     def read_log(self):
         with open(self.log_path, "rb") as f:

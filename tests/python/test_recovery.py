@@ -69,7 +69,7 @@ def test_sigterm_is_graceful(broker_factory):
 def _loaded_line(b):
     """The last 'partitions loaded' log line's fields."""
     import re
-    line = [l for l in b.read_log().splitlines() if "partitions loaded" in l][-1]
+    line = [l for l in b.read_log_since_start().splitlines() if "partitions loaded" in l][-1]
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
