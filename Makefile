@@ -19,7 +19,7 @@ run: build ## Build and start the broker: 127.0.0.1:9092, data in ./data
 install-test-deps: ## Install kcat and the Python clients the tests drive
 	./scripts/install-test-deps.sh
 
-test: install-test-deps ## Install test needs and run every test (what CI runs)
+test: install-test-deps lint ## Install test needs, lint, and run every test (what CI runs)
 	$(CARGO) build --release --bin tusk
 	$(CARGO) test --workspace --release
 	TUSK_BIN=$(CURDIR)/target/release/tusk $(PYTHON) -m pytest -q tests/python
@@ -89,4 +89,4 @@ fmt: ## Format the code
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings

@@ -11,6 +11,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
+# make lint needs clippy and rustfmt (in rustup's default profile; added if missing).
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  rustup component add clippy rustfmt
+fi
 python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 import importlib, sys
 for m in ("pytest", "kafka", "confluent_kafka", "prometheus_client"):

@@ -1,7 +1,7 @@
 //! The broker's shared state: storage, topic catalog, producer ids, group coordinator, and the
 //! notifier that wakes long-polling fetches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,36 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Requests waiting for an fsync (sync-each), served by `run_syncer`.
     sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
+    /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
+    pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// Open client connections by peer address (--max-connections, --max-connections-per-ip).
+    pub connections: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A connection's place in the connection limits, given back on drop.
+pub struct ConnectionSlot {
+    broker: Arc<Broker>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .broker
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn request_memory_units(config: &Config) -> u32 {
+    (config.queued_max_request_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32
 }
 
 type SyncWaiter = tokio::sync::oneshot::Sender<Result<(), ResponseError>>;
@@ -70,7 +100,6 @@ impl Broker {
         let (sync_waiters, waiting) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(Self::run_syncer(store.clone(), waiting));
         Ok(Arc::new(Broker {
-            config,
             store,
             catalog,
             producer_ids,
@@ -79,11 +108,65 @@ impl Broker {
             data_arrived: Notify::new(),
             metrics: Metrics::default(),
             sync_waiters,
+            request_memory: Arc::new(tokio::sync::Semaphore::new(
+                request_memory_units(&config) as usize
+            )),
+            connections: std::sync::Mutex::new(HashMap::new()),
+            config,
         }))
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.catalog.get(name)
+    }
+
+    /// Admits a new connection from `ip` unless a connection limit is reached; the slot is
+    /// given back when the returned guard drops.
+    pub fn admit_connection(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+    ) -> Result<ConnectionSlot, String> {
+        let mut m = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = m.values().sum();
+        if total >= self.config.max_connections {
+            return Err(format!(
+                "{total} connections open, the most allowed (--max-connections {})",
+                self.config.max_connections
+            ));
+        }
+        let from_ip = m.entry(ip).or_insert(0);
+        if *from_ip >= self.config.max_connections_per_ip {
+            return Err(format!(
+                "{from_ip} connections open from {ip}, the most allowed per address (--max-connections-per-ip {})",
+                self.config.max_connections_per_ip
+            ));
+        }
+        *from_ip += 1;
+        Ok(ConnectionSlot {
+            broker: self.clone(),
+            ip,
+        })
+    }
+
+    /// Units (KiB) of `request_memory` in all.
+    pub fn request_memory_units(&self) -> u32 {
+        request_memory_units(&self.config)
+    }
+
+    /// Why `extra` more partitions would pass `--max-partitions`, if they would.
+    pub fn partition_limit_error(&self, extra: i64) -> Option<String> {
+        let held: i64 = self
+            .catalog
+            .all()
+            .iter()
+            .map(|t| t.partition_count() as i64)
+            .sum();
+        (held + extra > self.config.max_partitions).then(|| {
+            format!(
+                "The broker holds {held} partitions; {extra} more would pass its limit of {} (--max-partitions).",
+                self.config.max_partitions
+            )
+        })
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {

@@ -336,6 +336,16 @@ impl Catalog {
                 format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
             ));
         }
+        // The new partitions are made first, outside the topic's lock (readers keep going);
+        // the count is persisted only once they exist, so a failure or crash in between leaves
+        // only orphan storage that the next start removes.
+        let mut fresh = Vec::with_capacity((count - current) as usize);
+        for i in current..count {
+            Partition::delete_storage(store, &topic.name, i).map_err(io_err)?;
+            fresh.push(Arc::new(
+                Partition::load(store, &topic.name, i).map_err(io_err)?,
+            ));
+        }
         append_event(
             store,
             &Event::Partitions {
@@ -344,13 +354,11 @@ impl Catalog {
             },
         )
         .map_err(io_err)?;
-        let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
-        for i in current..count {
-            Partition::delete_storage(store, &topic.name, i).map_err(io_err)?;
-            parts.push(Arc::new(
-                Partition::load(store, &topic.name, i).map_err(io_err)?,
-            ));
-        }
+        topic
+            .partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(fresh);
         Ok(())
     }
 

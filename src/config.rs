@@ -111,6 +111,48 @@ pub struct Config {
     #[arg(long, env = "TUSK_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Most bytes one Fetch response may hold, whatever the client asks (Kafka's broker-side
+    /// fetch.max.bytes). The first batch of the first non-empty partition is returned even if
+    /// larger, as in Kafka, so a consumer can always make progress.
+    #[arg(long, env = "TUSK_FETCH_MAX_BYTES", default_value_t = 55 * 1024 * 1024)]
+    pub fetch_max_bytes: usize,
+
+    /// Most partitions the broker holds in all; CreateTopics and CreatePartitions beyond it are
+    /// refused (POLICY_VIOLATION). Kafka has no such limit; each partition costs memory here.
+    #[arg(long, env = "TUSK_MAX_PARTITIONS", default_value_t = 100_000)]
+    pub max_partitions: i64,
+
+    /// Idle connections are closed after this long (connections.max.idle.ms).
+    #[arg(long, env = "TUSK_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000)]
+    pub connections_max_idle_ms: u64,
+
+    /// Most client connections open at once; more are closed at accept (max.connections).
+    #[arg(long, env = "TUSK_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one IP address (max.connections.per.ip).
+    #[arg(long, env = "TUSK_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+
+    /// A request frame that has started arriving must be complete within this long, or the
+    /// connection is closed (a slow-loris client cannot hold buffers forever).
+    #[arg(long, env = "TUSK_REQUEST_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_read_timeout_ms: u64,
+
+    /// Bytes of partially received request frames held for all connections together; a
+    /// connection whose frame does not fit waits (is not read) until memory frees up
+    /// (like Kafka's queued.max.request.bytes).
+    #[arg(long, env = "TUSK_QUEUED_MAX_REQUEST_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub queued_max_request_bytes: usize,
+
+    /// Idempotent producer state not used for this long is forgotten (producer.id.expiration.ms).
+    #[arg(
+        long,
+        env = "TUSK_PRODUCER_ID_EXPIRATION_MS",
+        default_value_t = 86_400_000
+    )]
+    pub producer_id_expiration_ms: u64,
+
     /// Delay of a new group's first rebalance (group.initial.rebalance.delay.ms).
     #[arg(
         long,

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiVersionsResponse;
@@ -47,6 +47,9 @@ pub async fn serve(
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Frames above this size reserve their bytes from `Broker::request_memory` first.
+const LARGE_FRAME: usize = 64 * 1024;
+
 /// Most answers a connection may owe at once (produce requests waiting for their fsync).
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -57,7 +60,15 @@ async fn serve_inner(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let max = broker.config.max_request_bytes;
+    let idle_limit = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let frame_limit = Duration::from_millis(broker.config.request_read_timeout_ms);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // When the connection last did anything, and when the frame at the front of `buf` (if one
+    // is partly there) started arriving.
+    let mut last_active = tokio::time::Instant::now();
+    let mut frame_started: Option<tokio::time::Instant> = None;
+    // Memory reserved from the broker-wide budget for the large frame being received.
+    let mut frame_permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
     // Answers not yet sent, in request order: a request is handled (and its writes applied) in
     // arrival order; only the wait for durability overlaps with reading the next requests.
     let mut owed: VecDeque<Reply> = VecDeque::new();
@@ -85,7 +96,53 @@ async fn serve_inner(
             if *shutdown.borrow() && owed.is_empty() {
                 return Ok(());
             }
+            if buf.is_empty() {
+                frame_started = None;
+                frame_permit = None;
+            } else if frame_started.is_none() {
+                frame_started = Some(tokio::time::Instant::now());
+            }
+            // A large frame takes its size from the broker-wide budget for partly received
+            // requests before more of it is read (waiting, not reading, while the budget is
+            // spent), like Kafka's queued.max.request.bytes.
+            if frame_permit.is_none() {
+                if let Some(size) = tusk_protocol::frame::declared_size(&buf) {
+                    if size as usize > LARGE_FRAME {
+                        let units = ((size as usize).div_ceil(1024) as u32)
+                            .min(broker.request_memory_units());
+                        let wait = broker.request_memory.clone().acquire_many_owned(units);
+                        let until =
+                            frame_started.unwrap_or_else(tokio::time::Instant::now) + frame_limit;
+                        match tokio::time::timeout_at(until, wait).await {
+                            Ok(Ok(p)) => frame_permit = Some(p),
+                            Ok(Err(_)) => return Err("request memory budget closed".into()),
+                            Err(_) => {
+                                return Err(format!(
+                                    "no memory for a {size}-byte request within {} ms (--queued-max-request-bytes)",
+                                    frame_limit.as_millis()
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
+            // A started frame must complete within the read timeout; a connection with nothing
+            // owed and nothing arriving is closed after connections.max.idle.ms.
+            let deadline = match frame_started {
+                Some(t) => t + frame_limit,
+                None if owed.is_empty() => last_active + idle_limit,
+                None => tokio::time::Instant::now() + idle_limit,
+            };
             tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(match frame_started {
+                        Some(_) => format!("request not complete within {} ms (--request-read-timeout-ms)", frame_limit.as_millis()),
+                        None => {
+                            tracing::debug!(peer = %ctx.peer, "closing idle connection");
+                            return Ok(());
+                        }
+                    });
+                }
                 n = sock.read_buf(&mut buf), if owed.len() < MAX_IN_FLIGHT => match n {
                     Ok(0) => {
                         // The client closed its side; still send what it is owed.
@@ -94,7 +151,10 @@ async fn serve_inner(
                         }
                         return Ok(());
                     }
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        last_active = tokio::time::Instant::now();
+                        continue;
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
                     Err(e) => return Err(format!("read failed: {e}")),
                 },
@@ -108,6 +168,9 @@ async fn serve_inner(
                 }
             }
         };
+        frame_started = None;
+        frame_permit = None;
+        last_active = tokio::time::Instant::now();
         let started = Instant::now();
         let reply = match parse_request(frame) {
             Ok(Incoming::Request(req)) => {

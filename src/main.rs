@@ -13,6 +13,18 @@ mod server;
 mod topic_config;
 mod txn;
 
+/// Runs blocking work (storage writes with fsync, fallocate, file creation, large reads) from an
+/// async handler without stalling the other tasks of its worker: tokio hands them to another
+/// worker meanwhile. Outside a multi-thread runtime it simply runs `f`.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 use std::time::Instant;
 
 use clap::Parser;

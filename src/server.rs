@@ -48,13 +48,30 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
             }
         });
     }
+    // Connections refused by the limits (logged at powers of two, so a flood cannot fill logs).
+    let mut refused: u64 = 0;
     loop {
         tokio::select! {
             Some(accepted) = accepted_rx.recv() => {
                 let (sock, peer, advertised) = accepted;
+                let slot = match broker.admit_connection(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        // Closed at once, as Kafka closes connections over max.connections.
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%peer, refused, "connection refused: {why}");
+                        }
+                        drop(sock);
+                        continue;
+                    }
+                };
                 let b = broker.clone();
                 let rx = shutdown_rx.clone();
-                conns.spawn(async move { connection::serve(b, sock, peer, advertised, rx).await });
+                conns.spawn(async move {
+                    let _slot = slot;
+                    connection::serve(b, sock, peer, advertised, rx).await
+                });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = tokio::signal::ctrl_c() => break,

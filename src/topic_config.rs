@@ -10,21 +10,10 @@ pub struct ConfigDef {
     pub doc: &'static str,
 }
 
-fn long(v: &str) -> Result<(), String> {
-    v.parse::<i64>()
-        .map(|_| ())
-        .map_err(|_| format!("{v:?} is not a number"))
-}
 fn long_min_neg1(v: &str) -> Result<(), String> {
     match v.parse::<i64>() {
         Ok(n) if n >= -1 => Ok(()),
         _ => Err(format!("{v:?} must be a number ≥ -1")),
-    }
-}
-fn positive(v: &str) -> Result<(), String> {
-    match v.parse::<i64>() {
-        Ok(n) if n > 0 => Ok(()),
-        _ => Err(format!("{v:?} must be a positive number")),
     }
 }
 fn cleanup_policy(v: &str) -> Result<(), String> {
@@ -50,6 +39,53 @@ fn compression_type(v: &str) -> Result<(), String> {
     match v {
         "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
         _ => Err(format!("{v:?} is not a valid compression.type")),
+    }
+}
+/// Kafka's INT configs: a 32-bit integer of at least `min`.
+fn int_at_least(v: &str, min: i32) -> Result<(), String> {
+    match v.parse::<i32>() {
+        Ok(n) if n >= min => Ok(()),
+        Ok(_) => Err(format!("Value must be at least {min}")),
+        Err(_) => Err(format!(
+            "Invalid value {v} for configuration: Not a number of type INT"
+        )),
+    }
+}
+/// Kafka's LONG configs: a 64-bit integer of at least `min`.
+fn long_at_least(v: &str, min: i64) -> Result<(), String> {
+    match v.parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        Ok(_) => Err(format!("Value must be at least {min}")),
+        Err(_) => Err(format!(
+            "Invalid value {v} for configuration: Not a number of type LONG"
+        )),
+    }
+}
+fn int_min0(v: &str) -> Result<(), String> {
+    int_at_least(v, 0)
+}
+fn int_min1(v: &str) -> Result<(), String> {
+    int_at_least(v, 1)
+}
+fn int_min4(v: &str) -> Result<(), String> {
+    int_at_least(v, 4)
+}
+/// segment.bytes: at least 1 MiB since Kafka 4.0.
+fn segment_bytes(v: &str) -> Result<(), String> {
+    int_at_least(v, 1024 * 1024)
+}
+fn long_min0(v: &str) -> Result<(), String> {
+    long_at_least(v, 0)
+}
+fn long_min1(v: &str) -> Result<(), String> {
+    long_at_least(v, 1)
+}
+fn boolean(v: &str) -> Result<(), String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "false" => Ok(()),
+        _ => Err(format!(
+            "Invalid value {v} for configuration: Expected value to be either true or false"
+        )),
     }
 }
 fn any(_: &str) -> Result<(), String> {
@@ -78,7 +114,7 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "max.message.bytes",
         default: "1048588",
-        validate: positive,
+        validate: int_min0,
         doc: "enforced",
     },
     ConfigDef {
@@ -96,97 +132,97 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "segment.bytes",
         default: "1073741824",
-        validate: positive,
+        validate: segment_bytes,
         doc: "accepted; Walrus files are 1000 MiB",
     },
     ConfigDef {
         name: "segment.ms",
         default: "604800000",
-        validate: positive,
+        validate: long_min1,
         doc: "accepted, not used",
     },
     ConfigDef {
         name: "min.insync.replicas",
         default: "1",
-        validate: positive,
+        validate: int_min1,
         doc: "single broker",
     },
     ConfigDef {
         name: "unclean.leader.election.enable",
         default: "false",
-        validate: any,
+        validate: boolean,
         doc: "single broker",
     },
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         default: "9223372036854775807",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "message.timestamp.after.max.ms",
         default: "9223372036854775807",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "flush.messages",
         default: "9223372036854775807",
-        validate: long,
+        validate: long_min1,
         doc: "use --fsync",
     },
     ConfigDef {
         name: "flush.ms",
         default: "9223372036854775807",
-        validate: long,
+        validate: long_min0,
         doc: "use --fsync",
     },
     ConfigDef {
         name: "delete.retention.ms",
         default: "86400000",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "min.compaction.lag.ms",
         default: "0",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "max.compaction.lag.ms",
         default: "9223372036854775807",
-        validate: long,
+        validate: long_min1,
         doc: "accepted",
     },
     ConfigDef {
         name: "file.delete.delay.ms",
         default: "60000",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "index.interval.bytes",
         default: "4096",
-        validate: long,
+        validate: int_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "segment.index.bytes",
         default: "10485760",
-        validate: long,
+        validate: int_min4,
         doc: "accepted",
     },
     ConfigDef {
         name: "segment.jitter.ms",
         default: "0",
-        validate: long,
+        validate: long_min0,
         doc: "accepted",
     },
     ConfigDef {
         name: "preallocate",
         default: "false",
-        validate: any,
+        validate: boolean,
         doc: "Walrus always preallocates",
     },
     ConfigDef {
@@ -198,7 +234,7 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "message.downconversion.enable",
         default: "true",
-        validate: any,
+        validate: boolean,
         doc: "accepted",
     },
     ConfigDef {

@@ -26,6 +26,12 @@ pub enum BatchError {
     CrcMismatch { stored: u32, computed: u32 },
     #[error("record batch is invalid: {0}")]
     Invalid(String),
+    /// The records cannot be decompressed (unknown codec, corrupt stream).
+    #[error("record batch is corrupt: {0}")]
+    Compression(String),
+    /// The records decompress to more than the broker allows.
+    #[error("record batch is too large: {0}")]
+    TooLarge(String),
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

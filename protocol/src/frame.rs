@@ -13,6 +13,14 @@ pub enum FrameError {
     Negative(i32),
 }
 
+/// Most a partial frame's buffer grows ahead of the bytes that arrived.
+pub const GROW_STEP: usize = 256 * 1024;
+
+/// The declared size of the frame at the front of `buf`, once its 4-byte prefix is there.
+pub fn declared_size(buf: &[u8]) -> Option<i32> {
+    (buf.len() >= 4).then(|| i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
+}
+
 /// Takes one complete frame (without its size prefix) off the front of `buf`, if there is one.
 /// Never allocates for a frame before its size is checked.
 pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, FrameError> {
@@ -31,8 +39,10 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, F
         });
     }
     if buf.len() < 4 + size {
-        // Reserve only up to the frame: the size was checked against the limit above.
-        buf.reserve(4 + size - buf.len());
+        // Grow with the bytes that arrive, a step at a time: a header promising 100 MB that
+        // never sends them must not make anyone reserve 100 MB.
+        let missing = 4 + size - buf.len();
+        buf.reserve(missing.min(GROW_STEP));
         return Ok(None);
     }
     buf.advance(4);
@@ -61,5 +71,12 @@ mod tests {
             split_frame(&mut b, 10),
             Err(FrameError::Negative(_))
         ));
+    }
+
+    #[test]
+    fn a_promised_frame_reserves_only_a_step() {
+        let mut b = BytesMut::from(&[0x05u8, 0, 0, 0, 1][..]); // 80 MiB promised, 1 byte sent
+        assert_eq!(split_frame(&mut b, 100 << 20).unwrap(), None);
+        assert!(b.capacity() <= 5 + GROW_STEP, "{}", b.capacity());
     }
 }

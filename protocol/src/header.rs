@@ -99,8 +99,16 @@ pub fn encode_response<T: Encodable>(
         .compute_size(hv)
         .and_then(|h| body.compute_size(version).map(|b| h + b))
         .map_err(|e| CodecError(e.to_string()))?;
+    // A size prefix is an i32: an answer that large cannot be framed (the broker's fetch.max.bytes
+    // keeps answers far below this; checked here so no caller can wrap it negative).
+    let Ok(prefix) = i32::try_from(size) else {
+        return Err(CodecError(format!(
+            "a {size}-byte response exceeds the largest frame ({} bytes)",
+            i32::MAX
+        )));
+    };
     let mut out = BytesMut::with_capacity(4 + size);
-    out.put_i32(size as i32);
+    out.put_i32(prefix);
     header
         .encode(&mut out, hv)
         .map_err(|e| CodecError(e.to_string()))?;

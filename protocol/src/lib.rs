@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod frame;
 pub mod header;
+pub mod records;
 pub mod versions;
 
 pub use kafka_protocol;

@@ -11,11 +11,53 @@ use super::str;
 use crate::broker::Broker;
 use crate::topic_config::CONFIGS;
 
+/// Kafka refuses ops needing more than this many metadata records (one per partition).
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
+/// What is wrong with a manual replica assignment on this one-broker cluster, Kafka's way.
+pub fn assignment_error(broker_ids: &[i32], node_id: i32) -> Option<String> {
+    if broker_ids.is_empty() {
+        return Some("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = broker_ids.iter().find(|id| !seen.insert(**id)) {
+        return Some(format!(
+            "The manual partition assignment includes the broker {dup} more than once."
+        ));
+    }
+    broker_ids
+        .iter()
+        .find(|id| **id != node_id)
+        .map(|id| format!("The manual partition assignment includes broker {id}, but no such broker is registered."))
+}
+
 pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
+    // A name given twice fails every time it appears, and none of them is created (Kafka).
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &req.topics {
+        *count.entry(t.name.0.as_str()).or_default() += 1;
+    }
+    let duplicated: std::collections::BTreeSet<String> = count
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    // Kafka refuses the excess of a request asking for too many partitions in all.
+    let mut partitions_left = MAX_PARTITIONS_PER_REQUEST;
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
+        if duplicated.contains(&name) {
+            res.error_code = ResponseError::InvalidRequest.code();
+            res.error_message = Some(str(&format!("Duplicate topic name {name} in the request.")));
+            if v >= 5 {
+                res.num_partitions = -1;
+                res.replication_factor = -1;
+            }
+            results.push(res);
+            continue;
+        }
         let partitions = if !t.assignments.is_empty() {
             t.assignments.len() as i32
         } else if t.num_partitions == -1 {
@@ -42,15 +84,25 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
                     t.replication_factor
                 ),
             ))
-        } else if t
-            .assignments
-            .iter()
-            .any(|a| a.broker_ids.iter().any(|id| id.0 != b.config.node_id))
+        } else if let Some(m) = t.assignments.iter().find_map(|a| {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|id| id.0).collect();
+            assignment_error(&ids, b.config.node_id)
+        }) {
+            Err((ResponseError::InvalidReplicaAssignment, m))
+        } else if !t.assignments.is_empty()
+            && (t.num_partitions != -1 || t.replication_factor != -1)
         {
             Err((
-                ResponseError::InvalidReplicaAssignment,
-                "Replica assignment names an unknown broker.".to_string(),
+                ResponseError::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".to_string(),
             ))
+        } else if partitions as i64 > partitions_left {
+            Err((
+                ResponseError::PolicyViolation,
+                "Excessively large number of partitions per request.".to_string(),
+            ))
+        } else if let Some(m) = b.partition_limit_error(partitions as i64) {
+            Err((ResponseError::PolicyViolation, m))
         } else if req.validate_only {
             b.catalog
                 .check_create(&name, partitions, &configs)
@@ -58,6 +110,9 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
         } else {
             b.create_topic(&name, partitions, configs.clone()).map(Some)
         };
+        if outcome.is_ok() {
+            partitions_left -= partitions as i64;
+        }
         match outcome {
             Ok(topic) => {
                 res.num_partitions = partitions;

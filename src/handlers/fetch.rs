@@ -11,12 +11,17 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::broker::Broker;
 
+/// The response's byte budget: what the client asks, capped by the broker's `fetch.max.bytes`.
+/// A budget of 0 still returns the first batch of the first non-empty partition (KIP-74).
+fn budget(b: &Broker, req: &FetchRequest) -> usize {
+    (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes)
+}
+
 fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let mut budget = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
+    let mut budget = budget(b, req);
+    // A partition named more than once is answered once, at its first mention (Kafka keys the
+    // fetch by partition), so repeating it cannot multiply the work or the answer.
+    let mut seen = std::collections::HashSet::new();
     let mut total = 0usize;
     let mut any_error = false;
     let mut first_non_empty_done = false;
@@ -27,6 +32,9 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
         let topic = b.topic(&name);
         let mut parts = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
+            if !seen.insert((name.clone(), fp.partition)) {
+                continue;
+            }
             let mut pd = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_aborted_transactions(read_committed.then(Vec::new));
@@ -96,6 +104,19 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
     (out, total, any_error)
 }
 
+/// Large reads run off the async workers' queue (storage copies of up to `fetch.max.bytes`),
+/// so small requests of other clients keep their latency; small ones run inline.
+fn read(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    if budget(b, req) > INLINE_READ_BYTES {
+        crate::blocking(|| read_all(b, req, v))
+    } else {
+        read_all(b, req, v)
+    }
+}
+
+/// Fetches allowed to return more than this are read with `crate::blocking`.
+const INLINE_READ_BYTES: usize = 1 << 20;
+
 pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -104,14 +125,14 @@ pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
         let notified = b.data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (responses, total, any_error) = read_all(b, &req, v);
+        let (responses, total, any_error) = read(b, &req, v);
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || req.topics.is_empty() {
             return FetchResponse::default().with_responses(responses);
         }
         let _ = tokio::time::timeout(deadline - now, notified).await;
         if Instant::now() >= deadline {
-            let (responses, _, _) = read_all(b, &req, v);
+            let (responses, _, _) = read(b, &req, v);
             return FetchResponse::default().with_responses(responses);
         }
     }

@@ -30,43 +30,52 @@ fn partition_error(index: i32, e: ResponseError, msg: Option<String>) -> Partiti
         .with_error_message(msg.map(|m| str(&m)))
 }
 
-/// Compacted topics keep the latest record per key, so every record needs a key: otherwise
+/// Reads every record of the (CRC-checked) batch, as Kafka's LogValidator does: the count the
+/// header declares, lengths, offset deltas, the codec, decompressed size bounded by
+/// `MAX_DECOMPRESSION_FACTOR` × max.message.bytes (a decompression bomb stops there). Compacted
+/// topics keep the latest record per key, so there every record needs a key: otherwise
 /// INVALID_RECORD with the index of each keyless record (KIP-467), as Kafka answers.
-/// `None` when every record has a key.
-fn keyless_records_error(
+/// `None` when the batch may be stored.
+fn check_records(
     idx: i32,
-    records: &bytes::Bytes,
+    records: &[u8],
     topic: &str,
+    max_message_bytes: usize,
+    compacted: bool,
 ) -> Option<PartitionProduceResponse> {
-    let mut buf = records.clone(); // a reference, not a copy
-
-    let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-        Ok(set) => set,
-        Err(e) => {
-            return Some(partition_error(
-                idx,
-                ResponseError::CorruptMessage,
-                Some(format!("cannot decode the batch: {e}")),
-            ))
+    let limit = tusk_protocol::records::decompression_limit(max_message_bytes);
+    let mut keyless = Vec::new();
+    let mut i = 0i32;
+    let read = tusk_protocol::records::for_each_record(records, limit, |r| {
+        if compacted && r.key.is_none() {
+            keyless.push(i);
         }
-    };
+        i += 1;
+        std::ops::ControlFlow::Continue(())
+    });
+    if let Err(e) = read {
+        tracing::warn!(topic = %topic, partition = idx, "rejecting produce: {e}");
+        let code = match e {
+            BatchError::TooLarge(_) => ResponseError::MessageTooLarge,
+            BatchError::Compression(_) => ResponseError::CorruptMessage,
+            _ => ResponseError::InvalidRecord,
+        };
+        return Some(partition_error(idx, code, Some(e.to_string())));
+    }
+    if keyless.is_empty() {
+        return None;
+    }
     let msg = format!(
         "Compacted topic cannot accept message without key in topic partition {topic}-{idx}."
     );
-    let errors: Vec<BatchIndexAndErrorMessage> = set
-        .records
+    let errors: Vec<BatchIndexAndErrorMessage> = keyless
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(i, _)| {
+        .map(|i| {
             BatchIndexAndErrorMessage::default()
-                .with_batch_index(i as i32)
+                .with_batch_index(*i)
                 .with_batch_index_error_message(Some(str(&msg)))
         })
         .collect();
-    if errors.is_empty() {
-        return None;
-    }
     let summary = format!(
         "One or more records have been rejected due to {} record errors in total: {msg}",
         errors.len()
@@ -82,6 +91,22 @@ fn keyless_records_error(
 pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut wrote = false;
+    if !matches!(req.acks, -1..=1) {
+        // Kafka refuses the whole request, writing nothing.
+        for td in req.topic_data {
+            let parts = td
+                .partition_data
+                .iter()
+                .map(|pd| partition_error(pd.index, ResponseError::InvalidRequiredAcks, None))
+                .collect();
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(td.name)
+                    .with_partition_responses(parts),
+            );
+        }
+        return (ProduceResponse::default().with_responses(responses), false);
+    }
     for td in req.topic_data {
         let name = td.name.0.to_string();
         // The topic, or the error every partition of it gets.
@@ -176,11 +201,15 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 ));
                 continue;
             }
-            if cfg.compacted() {
-                if let Some(resp) = keyless_records_error(idx, &records, &name) {
-                    parts.push(resp);
-                    continue;
-                }
+            if let Some(resp) = check_records(
+                idx,
+                &records,
+                &name,
+                cfg.max_message_bytes(),
+                cfg.compacted(),
+            ) {
+                parts.push(resp);
+                continue;
             }
             let count = header.records_count as u64;
             let size = records.len() as u64;

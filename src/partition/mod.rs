@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use tusk_protocol::batch::{self, BatchHeader, ControlType};
 use walrus::Walrus;
 
@@ -21,6 +20,9 @@ use crate::producer::{ProducerBatch, ProducerEntry, SeqCheck};
 
 /// Cursor (in the partition's Walrus topic) whose metadata holds the log start offset.
 const LOG_START_CURSOR: &[u8] = b"__tusk/log-start";
+/// Most bytes a stored batch may decompress to when the broker reads its records (timestamp
+/// lookups): no batch accepted at produce decompresses to more.
+const STORED_DECOMPRESSION_LIMIT: usize = tusk_protocol::records::MAX_DECOMPRESSED_BYTES;
 
 #[derive(Clone, Copy, Debug)]
 pub struct BatchMeta {
@@ -457,16 +459,24 @@ impl Partition {
         if h.is_log_append_time() {
             return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
         }
-        let mut bytes = Bytes::from(e.data);
-        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|err| {
-            tracing::warn!("cannot decode stored batch for a timestamp lookup: {err}");
-            ResponseError::CorruptMessage
-        })?;
-        Ok(set
-            .records
-            .iter()
-            .find(|r| r.offset >= log_start && pred(r.offset, r.timestamp))
-            .map(|r| (r.offset, r.timestamp)))
+        // Streamed with the same bound as at produce: a batch stored before records were
+        // validated (or a bomb on disk) costs at most the bound, never the broker.
+        let mut found = None;
+        let read =
+            tusk_protocol::records::for_each_record(&e.data, STORED_DECOMPRESSION_LIMIT, |r| {
+                let offset = h.base_offset + r.offset_delta as i64;
+                let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
+                if offset >= log_start && pred(offset, ts) {
+                    found = Some((offset, ts));
+                    return std::ops::ControlFlow::Break(());
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+        if let Err(err) = read {
+            tracing::warn!("cannot read stored batch for a timestamp lookup: {err}");
+            return Err(ResponseError::CorruptMessage);
+        }
+        Ok(found)
     }
 
     /// Moves the log start to `offset` (DeleteRecords, retention) and gives back whole batches

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpStream;
+pub mod wire;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ pub struct Broker {
     pub port: u16,
     pub dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Run under `prlimit --nofile=N:N` (a file-descriptor limit).
+    nofile: Option<u32>,
 }
 
 fn free_port() -> u16 {
@@ -29,6 +31,21 @@ impl Broker {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            nofile: None,
+        };
+        b.spawn();
+        b
+    }
+
+    /// Like `start`, with at most `nofile` open file descriptors (prlimit execs the broker,
+    /// so the child's pid is the broker's).
+    pub fn start_with_nofile(args: &[&str], nofile: u32) -> Broker {
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            nofile: Some(nofile),
         };
         b.spawn();
         b
@@ -42,7 +59,22 @@ impl Broker {
         self.dir.path().join("tusk.log")
     }
 
+    /// The broker process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     fn spawn(&mut self) {
+        let log_start = std::fs::metadata(self.log_path())
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -53,7 +85,16 @@ impl Broker {
         if self.args.iter().any(|a| a == defaults[0]) {
             defaults.clear();
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_tusk"))
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(env!("CARGO_BIN_EXE_tusk"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tusk")),
+        };
+        let child = cmd
             .arg("--listen")
             .arg(self.addr())
             .arg("--data-dir")
@@ -65,10 +106,19 @@ impl Broker {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // The listener is bound before the data dir is opened: up means "tusk started" logged
+        // by this run, not a successful connect.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr()).is_ok() {
+            let log = self.log();
+            if log
+                .get(log_start..)
+                .is_some_and(|l| l.contains("tusk started"))
+            {
                 return;
+            }
+            if !self.is_running() {
+                panic!("tusk exited at start:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

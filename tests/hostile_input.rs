@@ -1,0 +1,410 @@
+//! Hostile input against a live broker process: single requests that once crashed the broker or
+//! exhausted the machine (issue #12's table). Each test sends the input, then checks that the
+//! broker is still running, answers an unrelated client promptly, and that its peak memory
+//! (VmHWM) stayed bounded.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+use common::wire::*;
+
+const MIB: u64 = 1024;
+
+fn create_topic(addr: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )]);
+    let mut s = connect(addr);
+    let r: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 5, &req);
+    r.topics[0].error_code
+}
+
+fn partition_count(addr: &str, topic: &str) -> usize {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let mut s = connect(addr);
+    let r: MetadataResponse = call(&mut s, ApiKey::Metadata, 9, &req);
+    r.topics[0].partitions.len()
+}
+
+fn fetch(
+    s: &mut TcpStream,
+    parts: &[(&str, i32)],
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchResponse {
+    let topics = parts
+        .iter()
+        .map(|(t, p)| {
+            FetchTopic::default()
+                .with_topic(topic_name(t))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(*p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(partition_max_bytes)])
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(topics);
+    call(s, ApiKey::Fetch, 11, &req)
+}
+
+fn records_len(r: &FetchResponse) -> usize {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.records.as_ref().map(|r| r.len()).unwrap_or(0))
+        .sum()
+}
+
+/// The broker is up and a fresh client gets ApiVersions answered within `within`.
+fn assert_responsive(broker: &mut common::Broker, within: Duration) -> Duration {
+    assert!(broker.is_running(), "broker died:\n{}", broker.log());
+    let lat = api_versions_latency(&broker.addr());
+    assert!(lat < within, "an unrelated client waited {lat:?}");
+    lat
+}
+
+/// Row 1: CreatePartitions to 2^31-1 in a 40-byte request. Refused before anything is persisted
+/// (Kafka's 10,000-records-per-operation cap), and the data dir starts again.
+#[test]
+fn huge_create_partitions_is_refused_and_restart_works() {
+    let mut broker = common::Broker::start(&["--max-partitions", "5000"]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "t", 1, &[]), 0);
+    let req = |count: i32| {
+        CreatePartitionsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name("t"))
+                .with_count(count)
+                .with_assignments(None)])
+    };
+    let mut s = connect(&addr);
+    let t = Instant::now();
+    let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 1, &req(i32::MAX));
+    assert_eq!(r.results[0].error_code, 44, "POLICY_VIOLATION"); // PolicyViolation
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Under the per-request cap but over the broker-wide limit: refused too.
+    let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 1, &req(9000));
+    assert_eq!(r.results[0].error_code, 44);
+    // A wrong assignment length is INVALID_REPLICA_ASSIGNMENT, and nothing changes.
+    let bad = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name("t"))
+            .with_count(3)
+            .with_assignments(Some(vec![
+                create_partitions_request::CreatePartitionsAssignment::default()
+                    .with_broker_ids(vec![BrokerId(1)]),
+            ]))]);
+    let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 1, &bad);
+    assert_eq!(r.results[0].error_code, 39, "INVALID_REPLICA_ASSIGNMENT");
+    assert_eq!(partition_count(&addr, "t"), 1);
+    // A sane request works.
+    let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 1, &req(4));
+    assert_eq!(r.results[0].error_code, 0);
+    broker.kill9_and_restart();
+    assert_eq!(partition_count(&broker.addr(), "t"), 4);
+    assert!(vm_hwm_kib(broker.pid()) < 200 * MIB);
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Rows 3, 5, 6: a Fetch asking for 2^31-1 bytes is capped by fetch.max.bytes; naming one
+/// partition many times with max_bytes 0 returns it once, with at most one batch.
+#[test]
+fn fetch_answers_are_bounded() {
+    let mut broker = common::Broker::start(&["--fetch-max-bytes", "1048576"]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "f", 1, &[]), 0);
+    for _ in 0..40 {
+        let r = produce_to(&addr, "f", 0, -1, batch_with(10, 10_000, Compression::None));
+        assert_eq!(r.error_code, 0);
+    }
+    let mut s = connect(&addr);
+    let r = fetch(&mut s, &[("f", 0)], i32::MAX, i32::MAX);
+    let got = records_len(&r);
+    assert!(
+        got > 0 && got <= 1 << 20,
+        "{got} bytes over a 1 MiB fetch.max.bytes"
+    );
+    // The same partition 5,000 times, max_bytes 0: one answer for it, one batch (KIP-74).
+    let many: Vec<(&str, i32)> = (0..5000).map(|_| ("f", 0)).collect();
+    let r = fetch(&mut s, &many, 0, i32::MAX);
+    let n: usize = r.responses.iter().map(|t| t.partitions.len()).sum();
+    assert_eq!(n, 1, "a partition named 5,000 times is answered once");
+    let got = records_len(&r);
+    assert!(got > 0 && got < 200_000, "{got}");
+    assert!(vm_hwm_kib(broker.pid()) < 300 * MIB);
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Rows 8, 9, 10, 11: decompression bombs, garbage inside compressed batches, unknown codecs,
+/// record counts that lie. Each refused with Kafka's error code, nothing stored.
+#[test]
+fn lying_and_bomb_batches_are_refused() {
+    let mut broker = common::Broker::start(&[]);
+    let addr = broker.addr();
+    assert_eq!(
+        create_topic(&addr, "c", 1, &[("cleanup.policy", "compact")]),
+        0
+    );
+    assert_eq!(create_topic(&addr, "d", 1, &[]), 0);
+    // A bomb: 300 records of 1 MiB of one byte, zstd: a few hundred KB on the wire.
+    let bomb = batch_with(300, 1 << 20, Compression::Zstd);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    for topic in ["c", "d"] {
+        let r = produce_to(&addr, topic, 0, -1, bomb.clone());
+        assert_eq!(r.error_code, 10, "MESSAGE_TOO_LARGE for {topic}"); // MessageTooLarge
+    }
+    // Garbage inside each codec, and codec ids 5-7: CORRUPT_MESSAGE.
+    for codec in 1..=7i16 {
+        let mut b = batch_with(3, 100, Compression::None).to_vec();
+        let attrs = i16::from_be_bytes([b[21], b[22]]) & !7 | codec;
+        b[21..23].copy_from_slice(&attrs.to_be_bytes());
+        fix_crc(&mut b);
+        let r = produce_to(&addr, "d", 0, -1, bytes::BytesMut::from(&b[..]));
+        assert_eq!(r.error_code, 2, "CORRUPT_MESSAGE for codec {codec}");
+    }
+    // One record whose header says 1,000,000 (and a matching last offset delta).
+    let mut b = batch_with(1, 10, Compression::None).to_vec();
+    b[57..61].copy_from_slice(&1_000_000i32.to_be_bytes());
+    b[23..27].copy_from_slice(&999_999i32.to_be_bytes());
+    fix_crc(&mut b);
+    let r = produce_to(&addr, "d", 0, -1, bytes::BytesMut::from(&b[..]));
+    assert_eq!(r.error_code, 87, "INVALID_RECORD"); // InvalidRecord
+                                                    // Nothing was stored: the next record lands at offset 0.
+    let r = produce_to(&addr, "d", 0, -1, batch_with(1, 10, Compression::Zstd));
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    assert!(
+        vm_hwm_kib(broker.pid()) < 400 * MIB,
+        "{}",
+        vm_hwm_kib(broker.pid())
+    );
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 15: slow-loris frames. Headers promising 100 MB reserve nothing; a started frame that
+/// does not complete within the read timeout closes its connection.
+#[test]
+fn partial_frames_cost_only_what_arrived_and_time_out() {
+    let mut broker = common::Broker::start(&["--request-read-timeout-ms", "1500"]);
+    let addr = broker.addr();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect(&addr);
+        s.write_all(&(100_000_000i32).to_be_bytes()).unwrap();
+        s.write_all(&[0u8; 100]).unwrap();
+        held.push(s);
+    }
+    assert_responsive(&mut broker, Duration::from_secs(1));
+    let hwm = vm_hwm_kib(broker.pid());
+    assert!(
+        hwm < 300 * MIB,
+        "300 promised 100 MB frames made the broker hold {hwm} KiB"
+    );
+    // After the read timeout every such connection is closed by the broker.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        assert_closed(s);
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 16: idle connections are closed (connections.max.idle.ms) and connections per address
+/// are limited (max.connections.per.ip).
+#[test]
+fn idle_connections_close_and_connection_counts_are_limited() {
+    let mut broker = common::Broker::start(&[
+        "--connections-max-idle-ms",
+        "800",
+        "--max-connections-per-ip",
+        "20",
+    ]);
+    let addr = broker.addr();
+    let mut idle = connect(&addr);
+    let t = Instant::now();
+    assert_closed(&mut idle);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // 20 connections are served; the 21st is closed at once.
+    let mut open: Vec<TcpStream> = (0..20).map(|_| connect(&addr)).collect();
+    let mut extra = connect(&addr);
+    assert_closed(&mut extra);
+    // Closing one makes room again.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect(&addr);
+        let ok = s
+            .write_all(&request(
+                ApiKey::ApiVersions,
+                0,
+                1,
+                &ApiVersionsRequest::default(),
+            ))
+            .is_ok()
+            && read_frame(&mut s).is_ok();
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection closed"
+        );
+    }
+    assert!(broker.log().contains("--max-connections-per-ip"));
+    drop(open);
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 14: out of file descriptors, then the clients go: new connections are answered within a
+/// second of fds being free.
+#[test]
+fn accept_resumes_promptly_after_fd_exhaustion() {
+    let mut broker = common::Broker::start_with_nofile(&[], 128);
+    let addr = broker.addr();
+    // Far more connections than fds: the kernel queues them, accept fails with EMFILE.
+    let mut conns = Vec::new();
+    for _ in 0..400 {
+        match TcpStream::connect(&addr) {
+            Ok(s) => conns.push(s),
+            Err(_) => break,
+        }
+    }
+    // Wait for the condition itself: the broker has run out of fds and said so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains("accept failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no EMFILE seen:\n{}",
+            broker.log()
+        );
+        std::thread::yield_now();
+    }
+    drop(conns);
+    // The broker notices the closed ones (EOF) and frees their fds; then a new client is
+    // answered within a second.
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(5);
+    loop {
+        let mut s = connect(&addr);
+        s.set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
+        if s.write_all(&request(
+            ApiKey::ApiVersions,
+            0,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .is_ok()
+            && read_frame(&mut s).is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "accept did not resume");
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 19: Kafka's validation of acks, configs, duplicate names and replica assignments.
+#[test]
+fn kafka_validation_of_acks_configs_names_and_assignments() {
+    let mut broker = common::Broker::start(&[]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "v", 1, &[]), 0);
+    let r = produce_to(&addr, "v", 0, 5, batch_with(1, 10, Compression::None));
+    assert_eq!(r.error_code, 21, "INVALID_REQUIRED_ACKS");
+    for (k, v) in [
+        ("max.message.bytes", "9223372036854775807"),
+        ("segment.bytes", "1"),
+        ("min.insync.replicas", "0"),
+        ("preallocate", "maybe"),
+    ] {
+        assert_eq!(
+            create_topic(&addr, "bad-config", 1, &[(k, v)]),
+            40,
+            "{k}={v}"
+        );
+    }
+    // The same name twice: INVALID_REQUEST for both, neither created.
+    let twice = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name("dup"))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+            CreatableTopic::default()
+                .with_name(topic_name("dup"))
+                .with_num_partitions(2)
+                .with_replication_factor(1),
+        ]);
+    let mut s = connect(&addr);
+    let r: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 5, &twice);
+    assert_eq!(
+        r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>(),
+        vec![42, 42]
+    );
+    assert_eq!(
+        create_topic(&addr, "dup", 1, &[]),
+        0,
+        "dup was not created before"
+    );
+    // Duplicate and empty replica lists.
+    for ids in [vec![1, 1], vec![]] {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name("assigned"))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![CreatableReplicaAssignment::default()
+                    .with_partition_index(0)
+                    .with_broker_ids(ids.iter().map(|i| BrokerId(*i)).collect())])]);
+        let r: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, 5, &req);
+        assert_eq!(
+            r.topics[0].error_code, 39,
+            "INVALID_REPLICA_ASSIGNMENT for {ids:?}"
+        );
+    }
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
