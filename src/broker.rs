@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
-use tokio::sync::Notify;
 use walrus::Walrus;
 
 use crate::catalog::{Catalog, Topic, TopicError};
@@ -24,8 +23,6 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub groups: GroupCoordinator,
     pub txns: TxnCoordinator,
-    /// Woken whenever records are appended anywhere (long-polling fetches wait on it).
-    pub data_arrived: Notify,
     pub metrics: Metrics,
     /// Requests waiting for an fsync (sync-each), served by `run_syncer`.
     sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
@@ -105,7 +102,6 @@ impl Broker {
             producer_ids,
             groups,
             txns,
-            data_arrived: Notify::new(),
             metrics: Metrics::default(),
             sync_waiters,
             request_memory: Arc::new(tokio::sync::Semaphore::new(
@@ -292,6 +288,18 @@ impl Broker {
         }
     }
 
+    /// Drops idempotent-producer state unused for `--producer-id-expiration-ms`.
+    pub fn expire_producers(&self) -> usize {
+        let cutoff = now_ms().saturating_sub(self.config.producer_id_expiration_ms as i64);
+        let mut n = 0;
+        for topic in self.catalog.all() {
+            for p in topic.all_partitions() {
+                n += p.lock().expire_producers(cutoff);
+            }
+        }
+        n
+    }
+
     /// Snapshots every partition that took at least `threshold` bytes since its last snapshot
     /// (0: every partition with anything new). Returns how many were written.
     pub fn snapshot_partitions(&self, threshold: u64) -> usize {
@@ -325,6 +333,21 @@ impl Broker {
             }
         });
         self.groups.spawn_background(self.clone());
+        let b = self.clone();
+        tokio::spawn(async move {
+            // Kafka checks every producer.id.expiration.check.interval.ms (10 minutes); more
+            // often when the expiration itself is shorter.
+            let every = b.config.producer_id_expiration_ms.clamp(100, 600_000);
+            let mut tick = tokio::time::interval(Duration::from_millis(every));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let n = b.expire_producers();
+                if n > 0 {
+                    tracing::debug!(producers = n, "expired idempotent producer state");
+                }
+            }
+        });
         let b = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));

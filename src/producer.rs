@@ -26,6 +26,9 @@ pub struct ProducerBatch {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<ProducerBatch>,
+    /// Newest timestamp of the producer's batches or markers here (Kafka's lastTimestamp):
+    /// the entry expires `producer.id.expiration.ms` after it.
+    pub last_timestamp: i64,
 }
 
 pub enum SeqCheck {
@@ -88,6 +91,7 @@ impl ProducerEntry {
             self.epoch = epoch;
             self.batches.clear();
         }
+        self.last_timestamp = self.last_timestamp.max(batch.timestamp);
         self.batches.push_back(batch);
         while self.batches.len() > BATCHES_TO_RETAIN {
             self.batches.pop_front();

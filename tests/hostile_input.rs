@@ -408,3 +408,155 @@ fn kafka_validation_of_acks_configs_names_and_assignments() {
     }
     assert_responsive(&mut broker, Duration::from_secs(1));
 }
+
+/// Row 17: idempotent-producer state for made-up producer ids (no InitProducerId) is held, then
+/// expires after producer.id.expiration.ms like Kafka's.
+#[test]
+fn made_up_producer_ids_expire() {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let mut broker = common::Broker::start(&["--producer-id-expiration-ms", "1500"]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "p", 1, &[]), 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut s = connect(&addr);
+    for pid in 0..500i64 {
+        let rec = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: 1_000_000 + pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: 0,
+            timestamp: now,
+            key: None,
+            value: Some(b"v".to_vec().into()),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[rec],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name("p"))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(buf.freeze())),
+                ])]);
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let active = |s: &mut TcpStream| {
+        let req = DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default()
+                .with_name(topic_name("p"))
+                .with_partition_indexes(vec![0]),
+        ]);
+        let r: DescribeProducersResponse = call(s, ApiKey::DescribeProducers, 0, &req);
+        r.topics[0].partitions[0].active_producers.len()
+    };
+    let held = active(&mut s);
+    assert!(held > 0, "no producer state held");
+    // Expired within the expiration plus one check interval (bounded wait for the condition).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active(&mut s) > 0 {
+        assert!(Instant::now() < deadline, "producer state never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// The broker's CPU time so far (user + system), from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // Clock ticks are 100 per second on Linux.
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+/// Row 7: long-polling fetches waiting for more than a partition holds are not woken (nor do
+/// they re-read their data) by produces to other partitions.
+#[test]
+fn waiting_fetches_cost_nothing_while_other_partitions_grow() {
+    let mut broker = common::Broker::start(&[]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "big", 1, &[]), 0);
+    assert_eq!(create_topic(&addr, "busy", 1, &[]), 0);
+    for _ in 0..50 {
+        let r = produce_to(
+            &addr,
+            "big",
+            0,
+            1,
+            batch_with(10, 10_000, Compression::None),
+        );
+        assert_eq!(r.error_code, 0);
+    }
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = connect(&addr);
+                let req = FetchRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_max_wait_ms(4000)
+                    .with_min_bytes(100 << 20)
+                    .with_max_bytes(50 << 20)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(topic_name("big"))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(50 << 20)])]);
+                let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &req);
+                records_len(&r)
+            })
+        })
+        .collect();
+    let before = cpu_time(broker.pid());
+    let mut s = connect(&addr);
+    for _ in 0..300 {
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name("busy"))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch_with(1, 10, Compression::None).freeze())),
+                ])]);
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let spent = cpu_time(broker.pid()) - before;
+    for w in waiters {
+        // Each waiter is answered at max_wait with what the partition holds (5 MB).
+        assert!(w.join().unwrap() > 4_000_000);
+    }
+    // 300 tiny produces cost little; waking 4 fetches per produce to copy 5 MB each did not.
+    assert!(spent < Duration::from_millis(600), "broker CPU {spent:?}");
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}

@@ -3,13 +3,15 @@
 //! least one batch, KIP-74); long-polls until `min_bytes` or `max_wait_ms`.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::broker::Broker;
+use crate::partition::Partition;
 
 /// The response's byte budget: what the client asks, capped by the broker's `fetch.max.bytes`.
 /// A budget of 0 still returns the first batch of the first non-empty partition (KIP-74).
@@ -117,23 +119,66 @@ fn read(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>,
 /// Fetches allowed to return more than this are read with `crate::blocking`.
 const INLINE_READ_BYTES: usize = 1 << 20;
 
+/// Long-polls like Kafka's delayed fetch: until `min_bytes` are available or `max_wait_ms`.
+/// While waiting, only appends to the partitions this fetch names wake it, and a wake-up
+/// compares sizes in the batch index; data is read (copied) once, when the answer is due.
 pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
-    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    loop {
-        // Register interest before reading, so an append between the read and the wait is seen.
-        let notified = b.data_arrived.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (responses, total, any_error) = read(b, &req, v);
-        let now = Instant::now();
-        if total >= min_bytes || any_error || now >= deadline || req.topics.is_empty() {
-            return FetchResponse::default().with_responses(responses);
-        }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
-        if Instant::now() >= deadline {
-            let (responses, _, _) = read(b, &req, v);
-            return FetchResponse::default().with_responses(responses);
+    let read_committed = req.isolation_level == 1;
+    // The partitions to watch, each once; any unknown one means an answer now (with its error).
+    let mut watched: Vec<(Arc<Partition>, i64)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut answer_now = req.topics.is_empty() || min_bytes == 0;
+    for ft in &req.topics {
+        let topic = b.topic(ft.topic.0.as_str());
+        for fp in &ft.partitions {
+            match topic.as_ref().and_then(|t| t.partition(fp.partition)) {
+                Some(p) => {
+                    if seen.insert((ft.topic.0.as_str(), fp.partition)) {
+                        watched.push((p, fp.fetch_offset));
+                    }
+                }
+                None => answer_now = true,
+            }
         }
     }
+    while !answer_now {
+        // Register interest before looking, so an append in between is not missed.
+        let mut waits: Vec<_> = watched
+            .iter()
+            .map(|(p, _)| Box::pin(p.grown.notified()))
+            .collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        let mut available = 0usize;
+        for (p, offset) in &watched {
+            match p.available_bytes(*offset, read_committed, min_bytes - available) {
+                Ok(n) => available += n,
+                Err(_) => answer_now = true, // out of range: answered with the error now
+            }
+            if available >= min_bytes {
+                answer_now = true;
+                break;
+            }
+        }
+        if answer_now || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let any_grew = std::future::poll_fn(|cx| {
+            for w in waits.iter_mut() {
+                if std::future::Future::poll(w.as_mut(), cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        if tokio::time::timeout_at(deadline, any_grew).await.is_err() {
+            break;
+        }
+    }
+    let (responses, _, _) = read(b, &req, v);
+    FetchResponse::default().with_responses(responses)
 }

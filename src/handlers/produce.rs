@@ -251,9 +251,6 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 .with_partition_responses(parts),
         );
     }
-    if wrote {
-        b.data_arrived.notify_waiters();
-    }
     (ProduceResponse::default().with_responses(responses), wrote)
 }
 

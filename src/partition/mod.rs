@@ -68,6 +68,9 @@ pub struct Partition {
     pub state: Mutex<PartitionState>,
     /// How the partition was opened.
     pub loaded: LoadStats,
+    /// Woken after every append (records or a transaction marker): the long-polling fetches
+    /// that watch this partition wait on it.
+    pub grown: tokio::sync::Notify,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -167,6 +170,7 @@ impl Partition {
             wal,
             state: Mutex::new(st),
             loaded,
+            grown: tokio::sync::Notify::new(),
         })
     }
 
@@ -295,11 +299,42 @@ impl Partition {
             stored.max_timestamp = now_ms;
         }
         st.push_batch(&stored, position, batch.len(), None);
-        Ok(Appended {
+        let appended = Appended {
             base_offset,
             log_append_time: if log_append_time { now_ms } else { -1 },
             log_start: st.log_start,
-        })
+        };
+        drop(st);
+        self.grown.notify_waiters();
+        Ok(appended)
+    }
+
+    /// Bytes a fetch from `offset` could return now (up to `enough`), from the batch index
+    /// alone: no storage read, no copy.
+    pub fn available_bytes(
+        &self,
+        offset: i64,
+        read_committed: bool,
+        enough: usize,
+    ) -> Result<usize, ResponseError> {
+        let st = self.lock();
+        if offset < st.log_start || offset > st.next_offset {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let limit = if read_committed {
+            st.last_stable_offset()
+        } else {
+            st.next_offset
+        };
+        let first = st.batches.partition_point(|b| b.last_offset < offset);
+        let mut n = 0usize;
+        for b in st.batches.range(first..) {
+            if b.base_offset >= limit || n >= enough {
+                break;
+            }
+            n += b.size as usize;
+        }
+        Ok(n)
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
@@ -394,6 +429,9 @@ impl Partition {
         let h = BatchHeader::parse(&marker).map_err(|_| ResponseError::CorruptMessage)?;
         let position = store.append(&self.wal, &marker).map_err(storage_error)?;
         st.push_batch(&h, position, marker.len(), Some(kind));
+        drop(st);
+        // The marker may move the last stable offset: read_committed fetches want to know.
+        self.grown.notify_waiters();
         Ok(Some(offset))
     }
 
@@ -509,6 +547,17 @@ impl Partition {
 }
 
 impl PartitionState {
+    /// Forgets idempotent-producer state last used before `cutoff_ms` (Kafka's
+    /// producer.id.expiration.ms), except producers with a transaction open here. Returns how
+    /// many were dropped.
+    pub fn expire_producers(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.producers.len();
+        let ongoing = &self.ongoing;
+        self.producers
+            .retain(|pid, e| e.last_timestamp >= cutoff_ms || ongoing.contains_key(pid));
+        before - self.producers.len()
+    }
+
     /// The last stable offset: below it every transaction is decided.
     pub fn last_stable_offset(&self) -> i64 {
         self.ongoing
@@ -567,6 +616,7 @@ impl PartitionState {
                 }
             }
             let p = self.producers.entry(h.producer_id).or_default();
+            p.last_timestamp = p.last_timestamp.max(h.max_timestamp);
             if h.producer_epoch > p.epoch {
                 p.epoch = h.producer_epoch;
                 p.batches.clear();

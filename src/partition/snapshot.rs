@@ -145,6 +145,7 @@ pub fn decode(b: &[u8]) -> Option<(PartitionState, u64)> {
         let mut p = ProducerEntry {
             epoch: r.i16()?,
             batches: VecDeque::new(),
+            last_timestamp: 0,
         };
         for _ in 0..r.u8()? {
             p.batches.push_back(ProducerBatch {
@@ -154,6 +155,9 @@ pub fn decode(b: &[u8]) -> Option<(PartitionState, u64)> {
                 timestamp: r.i64()?,
             });
         }
+        // Not in the layout: the newest of the kept batches (a producer known only from a
+        // marker restarts its expiry clock at 0, so it may expire sooner than in Kafka).
+        p.last_timestamp = p.batches.iter().map(|b| b.timestamp).max().unwrap_or(0);
         st.producers.insert(id, p);
     }
     for _ in 0..r.count(16)? {

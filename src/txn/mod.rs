@@ -511,7 +511,6 @@ impl TxnCoordinator {
                 }
             }
         }
-        b.data_arrived.notify_waiters();
         b.sync_now().await
     }
 
