@@ -11,17 +11,15 @@ use crate::format::{
     invalid, BlockHeader, Checkpoint, EntryHeader, BLOCK_HEADER_SIZE, CHECKPOINT_SLOTS,
     CHECKPOINT_SLOT_SIZE, ENTRY_HEADER_SIZE, MAX_SAMPLES, MAX_TOPIC_NAME,
 };
-use crate::index::{lock, sync_dir, Cursor, IndexLog, Record, MAX_CURSOR_METADATA};
+use crate::index::{lock, Cursor, IndexLog, Record, MAX_CURSOR_METADATA};
+use crate::io::{OpenMode, VFile, Vfs};
 use crate::{
     fd_backend_enabled, Entry, FsyncSchedule, PositionedEntry, ReadConsistency, TopicStats,
     WalrusBuilder, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -43,7 +41,7 @@ fn invalid_input(msg: impl Into<String>) -> io::Error {
 struct WalFile {
     id: u64,
     path: PathBuf,
-    file: File,
+    file: Arc<dyn VFile>,
     /// The file's mapping under the mmap backend (made on first use).
     map: crate::mmap::Mapping,
     /// Write runs completed into this file (bumped under the writing topic's lock).
@@ -59,7 +57,7 @@ impl WalFile {
         if fd_backend_enabled() {
             None
         } else {
-            self.map.get(&self.file)
+            self.map.get(self.file.as_file()?)
         }
     }
 }
@@ -134,6 +132,8 @@ struct ReadSpan {
 }
 
 struct Shared {
+    /// Every file operation goes through this (the real file system, or a simulated disk).
+    vfs: Arc<dyn Vfs>,
     root: PathBuf,
     /// What the open had to read to recover.
     recovery: RecoveryStats,
@@ -184,6 +184,9 @@ impl Drop for Walrus {
             let _ = h.join();
         }
         if let Err(e) = self.shared.flush_inner(true) {
+            if crate::quiet() {
+                return;
+            }
             eprintln!(
                 "walrus: final flush of {} failed: {e}",
                 self.shared.root.display()
@@ -195,8 +198,9 @@ impl Drop for Walrus {
 impl Walrus {
     pub(crate) fn open(cfg: WalrusBuilder) -> io::Result<Walrus> {
         let root = cfg.root();
-        std::fs::create_dir_all(&root)?;
-        let shared = Arc::new(recover(&root, &cfg)?);
+        let vfs = cfg.file_system();
+        vfs.create_dir_all(&root)?;
+        let shared = Arc::new(recover(vfs, &root, &cfg)?);
         let flusher = match cfg.schedule {
             FsyncSchedule::Milliseconds(ms) => {
                 let s = shared.clone();
@@ -719,7 +723,7 @@ impl Shared {
         if let Some(id) = a.current.take() {
             if a.files.get(&id).is_some_and(|m| m.live == 0) {
                 if let Some(m) = a.files.remove(&id) {
-                    let _ = std::fs::remove_file(&m.file.path);
+                    let _ = self.vfs.remove_file(&m.file.path);
                 }
             }
         }
@@ -729,6 +733,7 @@ impl Shared {
             .unwrap_or(0);
         let id = now.max(a.last_id + 1);
         let file = create_file(
+            &*self.vfs,
             &self.root,
             id,
             self.block_size * self.blocks_per_file as u64,
@@ -762,7 +767,7 @@ impl Shared {
         for id in gone {
             if let Some(m) = a.files.remove(&id) {
                 lock(&self.dirty_files).remove(&id);
-                std::fs::remove_file(&m.file.path)?;
+                self.vfs.remove_file(&m.file.path)?;
             }
         }
         Ok(())
@@ -936,15 +941,21 @@ impl Shared {
                 .as_ref()
                 .filter(|r| r.is_usable() && r.worth_trying())
             {
-                let ops: Vec<crate::uring::WriteOp> = runs
+                // Only files with a real descriptor go through the ring (a simulated disk has
+                // none).
+                let ops: Option<Vec<crate::uring::WriteOp>> = runs
                     .iter()
-                    .map(|(f, off, data)| crate::uring::WriteOp {
-                        file: &f.file,
-                        offset: *off,
-                        data,
+                    .map(|(f, off, data)| {
+                        Some(crate::uring::WriteOp {
+                            file: f.file.as_file()?,
+                            offset: *off,
+                            data,
+                        })
                     })
                     .collect();
-                return ring.write_all(&ops);
+                if let Some(ops) = ops {
+                    return ring.write_all(&ops);
+                }
             }
         }
         let _ = batch;
@@ -1360,24 +1371,19 @@ impl std::ops::DerefMut for Scratch {
     }
 }
 
-fn create_file(root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
+fn create_file(vfs: &dyn Vfs, root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
     let tmp = root.join(format!("{id}.tmp"));
     let path = root.join(id.to_string());
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let file = vfs.open(&tmp, OpenMode::CreateTruncate)?;
     // A full disk (ENOSPC) or a size limit (EFBIG) shows up here, before any data is written:
     // the half-made file is removed and the caller gets the error.
-    if let Err(e) = preallocate(&file, len).and_then(|_| file.sync_all()) {
+    if let Err(e) = file.allocate(len).and_then(|_| file.sync_data()) {
         drop(file);
-        let _ = std::fs::remove_file(&tmp);
+        let _ = vfs.remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, &path)?;
-    sync_dir(root)?;
+    vfs.rename(&tmp, &path)?;
+    vfs.sync_dir(root)?;
     Ok(WalFile {
         id,
         path,
@@ -1386,28 +1392,6 @@ fn create_file(root: &Path, id: u64, len: u64) -> io::Result<WalFile> {
         writes: AtomicU64::new(0),
         synced: AtomicU64::new(0),
     })
-}
-
-/// Reserves real disk space (not a sparse file), so a full disk shows up here, not mid-write.
-fn preallocate(file: &File, len: u64) -> io::Result<()> {
-    // SAFETY: plain syscall on a file descriptor we own; no memory is shared with the kernel.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-        // File systems without fallocate: write zeros for real.
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = 0;
-        while at < len {
-            let n = (len - at).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        return Ok(());
-    }
-    Err(err)
 }
 
 // ----- recovery -----------------------------------------------------------------------------
@@ -1419,8 +1403,8 @@ struct FoundBlock {
     ckpt: Option<Checkpoint>,
 }
 
-fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
-    let (index, state) = IndexLog::open(root)?;
+fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
+    let (index, state) = IndexLog::open(vfs.clone(), root)?;
     let generation = state.max_generation + 1;
     let upto = index.append(&[Record::Open { generation }])?;
     index.sync_upto(upto)?;
@@ -1430,23 +1414,20 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
     let mut alloc = Allocator::default();
     let mut found: Vec<FoundBlock> = Vec::new();
     let mut names: Vec<(u64, PathBuf)> = Vec::new();
-    for de in std::fs::read_dir(root)? {
-        let de = de?;
-        let name = de.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in vfs.list_dir(root)? {
         if name.ends_with(".tmp") {
             // A file creation that never completed.
-            std::fs::remove_file(de.path())?;
+            vfs.remove_file(&root.join(&name))?;
             continue;
         }
         if let Ok(id) = name.parse::<u64>() {
-            names.push((id, de.path()));
+            names.push((id, root.join(&name)));
         }
     }
     names.sort();
     for (id, path) in names {
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let len = file.metadata()?.len();
+        let file = vfs.open(&path, OpenMode::Existing)?;
+        let len = file.size()?;
         if len != file_len {
             return Err(invalid(format!(
                 "{} is {len} bytes, expected {file_len} (block size {} × {} blocks)",
@@ -1551,9 +1532,27 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
                     .is_none_or(|nb| nb.header.first_position > trim)
             })
             .unwrap_or(0);
-        let chain = rebuild_chain(inc, &blocks[first_live..], cfg, &mut recovery)?;
+        // The chain must start where the topic starts (its first block holds the retention
+        // mark's position, or position 0): if that block never reached the disk (a power cut
+        // before any sync), later blocks that did are not a log but a hole, and go.
+        let starts_right = blocks
+            .get(first_live)
+            .is_none_or(|b| b.header.first_position <= trim);
+        let mut chain = if starts_right {
+            rebuild_chain(inc, &blocks[first_live..], cfg, &mut recovery)?
+        } else {
+            Vec::new()
+        };
         for b in &blocks[first_live + chain.len()..] {
             to_invalidate.push((b.file.clone(), b.index));
+        }
+        if chain.last().is_some_and(|b| b.next_position < trim) {
+            // The retention mark (durable when it returned) covers entries that were never
+            // synced and that a power loss took: every block left is below the mark. They go,
+            // and appends restart at the mark in a fresh block (a block's positions are dense).
+            for b in chain.drain(..) {
+                to_invalidate.push((b.file.clone(), b.index));
+            }
         }
         let next_position = chain
             .last()
@@ -1637,7 +1636,7 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
         .collect();
     for id in dead_files {
         if let Some(m) = alloc.files.remove(&id) {
-            std::fs::remove_file(&m.file.path)?;
+            vfs.remove_file(&m.file.path)?;
         }
     }
     alloc.current = alloc
@@ -1670,6 +1669,7 @@ fn recover(root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
     let incarnation_base = (generation as u64) << 32;
     debug_assert!(max_incarnation_gen < generation as u64);
     Ok(Shared {
+        vfs,
         root: root.to_path_buf(),
         recovery,
         block_size: cfg.block_size,

@@ -6,12 +6,11 @@
 //! several times that state.
 
 use crate::format::invalid;
+use crate::io::{OpenMode, VFile, Vfs};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub const INDEX_FILE: &str = "read_offset_idx_index.db";
 const FILE_MAGIC: &[u8; 8] = b"WALRUSIX";
@@ -266,7 +265,7 @@ impl IndexState {
 }
 
 struct LogFile {
-    file: File,
+    file: Arc<dyn VFile>,
     len: u64,
     /// Bytes ever appended by this process (never reset by a rewrite): what `append` returns
     /// and `sync_upto` waits for, so a rewrite shrinking the file cannot move it backwards.
@@ -277,6 +276,7 @@ struct LogFile {
 
 /// The open index log with group-commit syncing.
 pub struct IndexLog {
+    vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     log: Mutex<LogFile>,
     /// Mirrors the file's content, used to rewrite it compactly.
@@ -294,24 +294,18 @@ struct SyncState {
 
 impl IndexLog {
     /// Opens (or creates) the index in `dir`, replays it, and truncates a torn tail.
-    pub fn open(dir: &Path) -> io::Result<(IndexLog, IndexState)> {
+    pub fn open(vfs: Arc<dyn Vfs>, dir: &Path) -> io::Result<(IndexLog, IndexState)> {
         let path = dir.join(INDEX_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
+        let file = vfs.open(&path, OpenMode::CreateOrOpen)?;
+        let buf = file.read_all()?;
         let mut state = IndexState::default();
         let mut at = FILE_MAGIC.len();
         if buf.len() < FILE_MAGIC.len() {
             // New (or torn at creation): start afresh.
             file.set_len(0)?;
             file.write_all_at(FILE_MAGIC, 0)?;
-            file.sync_all()?;
-            sync_dir(dir)?;
+            file.sync_data()?;
+            vfs.sync_dir(dir)?;
         } else if &buf[..8] != FILE_MAGIC {
             return Err(invalid(format!(
                 "{} is not a Walrus index (bad magic)",
@@ -325,7 +319,7 @@ impl IndexLog {
             if at < buf.len() {
                 // A torn tail from a crash: cut it so that new records follow valid ones.
                 file.set_len(at as u64)?;
-                file.sync_all()?;
+                file.sync_data()?;
             }
         }
         let len = at.max(FILE_MAGIC.len()) as u64;
@@ -337,6 +331,7 @@ impl IndexLog {
         };
         Ok((
             IndexLog {
+                vfs,
                 dir: dir.to_path_buf(),
                 log: Mutex::new(LogFile {
                     file,
@@ -399,11 +394,11 @@ impl IndexLog {
         // made after it (rewrites are fully synced before they replace the file).
         let (file, covered) = {
             let log = lock(&self.log);
-            (log.file.try_clone(), log.appended)
+            (log.file.clone(), log.appended)
         };
         #[cfg(test)]
         tests_hook::run_sync_window();
-        let res = file.and_then(|f| f.sync_data());
+        let res = file.sync_data();
         let mut st = lock(&self.sync);
         st.syncing = false;
         if res.is_ok() {
@@ -433,16 +428,15 @@ impl IndexLog {
         }
         let tmp = self.dir.join(format!("{INDEX_FILE}.tmp"));
         {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
+            let f = self.vfs.open(&tmp, OpenMode::CreateTruncate)?;
+            f.write_all_at(&buf, 0)?;
+            f.sync_data()?;
         }
-        std::fs::rename(&tmp, self.dir.join(INDEX_FILE))?;
-        sync_dir(&self.dir)?;
-        log.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.dir.join(INDEX_FILE))?;
+        self.vfs.rename(&tmp, &self.dir.join(INDEX_FILE))?;
+        self.vfs.sync_dir(&self.dir)?;
+        log.file = self
+            .vfs
+            .open(&self.dir.join(INDEX_FILE), OpenMode::Existing)?;
         log.len = buf.len() as u64;
         log.live_len = log.len;
         let mut st = lock(&self.sync);
@@ -467,10 +461,6 @@ mod tests_hook {
             f();
         }
     }
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (state stays valid: every
@@ -532,7 +522,7 @@ mod tests {
     fn reopen_replays_and_compacts() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (log, _) = IndexLog::open(dir.path()).unwrap();
+            let (log, _) = IndexLog::open(Arc::new(crate::io::RealFs), dir.path()).unwrap();
             for i in 0..10u64 {
                 log.append(&[Record::CursorSet {
                     topic: b"t".to_vec(),
@@ -546,7 +536,7 @@ mod tests {
             }
             log.sync().unwrap();
         }
-        let (_, st) = IndexLog::open(dir.path()).unwrap();
+        let (_, st) = IndexLog::open(Arc::new(crate::io::RealFs), dir.path()).unwrap();
         assert_eq!(st.cursors[&b"t".to_vec()][&b"g".to_vec()].position, 9);
     }
 
@@ -555,8 +545,8 @@ mod tests {
     #[test]
     fn an_fsync_racing_a_rewrite_never_overclaims() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = IndexLog::open(dir.path()).unwrap();
-        let log = std::sync::Arc::new(log);
+        let (log, _) = IndexLog::open(Arc::new(crate::io::RealFs), dir.path()).unwrap();
+        let log = Arc::new(log);
         let rec = |i: u64| Record::CursorSet {
             topic: b"t".to_vec(),
             name: b"g".to_vec(),

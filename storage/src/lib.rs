@@ -25,13 +25,16 @@
 mod engine;
 mod format;
 mod index;
+pub mod io;
 mod mmap;
+pub mod sim;
 #[cfg(target_os = "linux")]
 mod uring;
 
-use std::io;
+use std::io as stdio;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use engine::{RecoveryStats, Walrus};
 pub use index::{Cursor, MAX_CURSOR_METADATA};
@@ -162,6 +165,7 @@ pub struct WalrusBuilder {
     block_size: u64,
     blocks_per_file: u32,
     io_uring: bool,
+    vfs: Option<Arc<dyn io::Vfs>>,
 }
 
 impl Default for WalrusBuilder {
@@ -174,6 +178,7 @@ impl Default for WalrusBuilder {
             block_size: DEFAULT_BLOCK_SIZE,
             blocks_per_file: DEFAULT_BLOCKS_PER_FILE,
             io_uring: std::env::var_os("WALRUS_IO_URING").is_none_or(|v| v != "0"),
+            vfs: None,
         }
     }
 }
@@ -221,6 +226,17 @@ impl WalrusBuilder {
         self
     }
 
+    /// Do every file operation through `vfs` instead of the operating system: a simulated disk
+    /// ([`sim::SimDisk`]) in power-loss tests.
+    pub fn vfs(mut self, vfs: Arc<dyn io::Vfs>) -> Self {
+        self.vfs = Some(vfs);
+        self
+    }
+
+    pub(crate) fn file_system(&self) -> Arc<dyn io::Vfs> {
+        self.vfs.clone().unwrap_or_else(|| Arc::new(io::RealFs))
+    }
+
     /// The directory this configuration opens.
     pub fn root(&self) -> PathBuf {
         let base = self.data_dir.clone().unwrap_or_else(|| {
@@ -234,13 +250,13 @@ impl WalrusBuilder {
         }
     }
 
-    pub fn open(self) -> io::Result<Walrus> {
+    pub fn open(self) -> stdio::Result<Walrus> {
         if self.block_size < 64 * 1024
             || !self.block_size.is_multiple_of(4096)
             || self.blocks_per_file == 0
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
+            return Err(stdio::Error::new(
+                stdio::ErrorKind::InvalidInput,
                 "block size must be a multiple of 4 KiB and at least 64 KiB; blocks per file ≥ 1",
             ));
         }
@@ -249,7 +265,11 @@ impl WalrusBuilder {
 }
 
 impl Walrus {
-    fn seed(key: Option<&str>, mode: ReadConsistency, schedule: FsyncSchedule) -> io::Result<Self> {
+    fn seed(
+        key: Option<&str>,
+        mode: ReadConsistency,
+        schedule: FsyncSchedule,
+    ) -> stdio::Result<Self> {
         let mut b = WalrusBuilder::new().consistency(mode).fsync(schedule);
         let env_key = std::env::var("WALRUS_INSTANCE_KEY").ok();
         if let Some(k) = key.or(env_key.as_deref()) {
@@ -259,38 +279,38 @@ impl Walrus {
     }
 
     /// `StrictlyAtOnce`, fsync every second, in `./wal_files` (or `$WALRUS_DATA_DIR`).
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> stdio::Result<Self> {
         Self::seed(
             None,
             ReadConsistency::StrictlyAtOnce,
             FsyncSchedule::default(),
         )
     }
-    pub fn with_consistency(mode: ReadConsistency) -> io::Result<Self> {
+    pub fn with_consistency(mode: ReadConsistency) -> stdio::Result<Self> {
         Self::seed(None, mode, FsyncSchedule::default())
     }
     pub fn with_consistency_and_schedule(
         mode: ReadConsistency,
         schedule: FsyncSchedule,
-    ) -> io::Result<Self> {
+    ) -> stdio::Result<Self> {
         Self::seed(None, mode, schedule)
     }
     /// An instance rooted at `wal_files/<sanitized key>/`.
-    pub fn new_for_key(key: &str) -> io::Result<Self> {
+    pub fn new_for_key(key: &str) -> stdio::Result<Self> {
         Self::seed(
             Some(key),
             ReadConsistency::StrictlyAtOnce,
             FsyncSchedule::default(),
         )
     }
-    pub fn with_consistency_for_key(key: &str, mode: ReadConsistency) -> io::Result<Self> {
+    pub fn with_consistency_for_key(key: &str, mode: ReadConsistency) -> stdio::Result<Self> {
         Self::seed(Some(key), mode, FsyncSchedule::default())
     }
     pub fn with_consistency_and_schedule_for_key(
         key: &str,
         mode: ReadConsistency,
         schedule: FsyncSchedule,
-    ) -> io::Result<Self> {
+    ) -> stdio::Result<Self> {
         Self::seed(Some(key), mode, schedule)
     }
     pub fn builder() -> WalrusBuilder {
