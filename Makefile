@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
-        plot-deps image compose-up crash-long powerloss-long compat-all compat-ci bench-reopen bench-startup
+        plot-deps image compose-up crash-long powerloss-long fuzz compat-all compat-ci bench-reopen bench-startup
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ compat-ci: build ## librdkafka's integration suite: the fast subset CI runs (tes
 
 compat-all: build ## librdkafka's integration suite: every test, to find what to fix next
 	./tests/compat/librdkafka/run.sh all
+
+fuzz: ## cargo-fuzz targets (decode, bodies, records), FUZZ_SECONDS each (default 600)
+	./scripts/fuzz.sh
 
 powerloss-long: ## Storage power-loss simulation with 100,000 cuts (CI runs 1,000)
 	WALRUS_POWERLOSS_CUTS=100000 $(CARGO) test --release -p walrus-storage --test powerloss -- --nocapture

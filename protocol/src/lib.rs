@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod frame;
+pub mod fuzzing;
 pub mod header;
 pub mod records;
 pub mod versions;

@@ -36,9 +36,10 @@ pub async fn handle(b: &Broker, req: AlterConfigsRequest, _v: i16) -> AlterConfi
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            let outcome = b
-                .catalog
-                .set_configs(&b.store, &topic, configs, req.validate_only);
+            let outcome = crate::blocking(|| {
+                b.catalog
+                    .set_configs(&b.store, &topic, configs, req.validate_only)
+            });
             match outcome {
                 Ok(()) => r,
                 Err((e, m)) => r

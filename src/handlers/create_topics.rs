@@ -108,7 +108,7 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
                 .check_create(&name, partitions, &configs)
                 .map(|_| None)
         } else {
-            b.create_topic(&name, partitions, configs.clone()).map(Some)
+            crate::blocking(|| b.create_topic(&name, partitions, configs.clone())).map(Some)
         };
         if outcome.is_ok() {
             partitions_left -= partitions as i64;

@@ -29,7 +29,7 @@ pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _v: i16) -> DeleteRec
                     if target < 0 || target > hw {
                         return r.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    match part.truncate_before(&b.store, target) {
+                    match crate::blocking(|| part.truncate_before(&b.store, target)) {
                         Ok(low) => r.with_low_watermark(low),
                         Err(e) => r.with_error_code(e.code()),
                     }

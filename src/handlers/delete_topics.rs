@@ -31,7 +31,7 @@ pub async fn handle(b: &Broker, req: DeleteTopicsRequest, v: i16) -> DeleteTopic
                 return r.with_error_code(ResponseError::UnknownTopicId.code());
             };
             r.name = Some(TopicName(str(&name)));
-            match b.catalog.delete(&b.store, &name) {
+            match crate::blocking(|| b.catalog.delete(&b.store, &name)) {
                 Ok(t) => {
                     tracing::info!(topic = %name, "deleted topic");
                     b.groups.forget_topic(&name);

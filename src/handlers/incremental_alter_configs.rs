@@ -73,8 +73,10 @@ pub async fn handle(
                 }
             }
             let outcome = outcome.and_then(|_| {
-                b.catalog
-                    .set_configs(&b.store, &topic, configs, req.validate_only)
+                crate::blocking(|| {
+                    b.catalog
+                        .set_configs(&b.store, &topic, configs, req.validate_only)
+                })
             });
             match outcome {
                 Ok(()) => r,

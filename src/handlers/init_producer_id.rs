@@ -38,7 +38,7 @@ pub async fn handle(b: &Broker, req: InitProducerIdRequest, v: i16) -> InitProdu
                 .with_producer_epoch(epoch + 1);
         }
     }
-    match b.producer_ids.allocate(&b.store) {
+    match crate::blocking(|| b.producer_ids.allocate(&b.store)) {
         Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!("cannot allocate a producer id: {e}");

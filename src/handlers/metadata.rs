@@ -75,7 +75,7 @@ pub async fn handle(b: &Broker, req: MetadataRequest, v: i16, ctx: &ConnCtx) -> 
                     tracing::debug!("metadata for invalid topic: {m}");
                     ResponseError::InvalidTopicException
                 } else if auto_create {
-                    match b.create_topic(&name_str, -1, BTreeMap::new()) {
+                    match crate::blocking(|| b.create_topic(&name_str, -1, BTreeMap::new())) {
                         Ok(_) => ResponseError::LeaderNotAvailable,
                         Err((ResponseError::TopicAlreadyExists, _)) => {
                             ResponseError::LeaderNotAvailable

@@ -113,7 +113,7 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
         let topic: Result<_, ResponseError> = match b.topic(&name) {
             Some(t) => Ok(t),
             None if b.config.auto_create_topics && crate::catalog::validate_name(&name).is_ok() => {
-                match b.create_topic(&name, -1, BTreeMap::new()) {
+                match crate::blocking(|| b.create_topic(&name, -1, BTreeMap::new())) {
                     Ok(t) => Ok(t),
                     // Made by a concurrent request: use it.
                     Err((ResponseError::TopicAlreadyExists, _)) => {

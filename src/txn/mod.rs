@@ -137,7 +137,8 @@ impl TxnCoordinator {
         let Inner {
             txns, log_entries, ..
         } = inner;
-        log::put(&b.store, &meta, txns, log_entries).map_err(storage_error)
+        // An append, and now and then a compaction with an fsync: off the async worker.
+        crate::blocking(|| log::put(&b.store, &meta, txns, log_entries)).map_err(storage_error)
     }
 
     /// The id's state if `producer_id`/`epoch` are its current ones (Kafka's checks, in order).
@@ -260,7 +261,10 @@ impl TxnCoordinator {
                     return Ok(out);
                 }
                 Step::NeedPid | Step::NewPidForWrap => {
-                    fresh_pid = Some(b.producer_ids.allocate(&b.store).map_err(storage_error)?);
+                    fresh_pid = Some(
+                        crate::blocking(|| b.producer_ids.allocate(&b.store))
+                            .map_err(storage_error)?,
+                    );
                 }
                 Step::Abort(pid, epoch) => {
                     // Fence the running instance: abort its transaction with a bumped epoch.
