@@ -76,6 +76,8 @@ struct Allocator {
     /// The file new blocks come from.
     current: Option<u64>,
     last_id: u64,
+    /// The next file, being created on a background thread (`preallocate_ahead`).
+    spare: Option<std::thread::JoinHandle<io::Result<WalFile>>>,
 }
 
 /// A run of one or more blocks owned by one topic.
@@ -134,6 +136,8 @@ struct ReadSpan {
 struct Shared {
     /// Every file operation goes through this (the real file system, or a simulated disk).
     vfs: Arc<dyn Vfs>,
+    /// Make the next file in the background (`WalrusBuilder::preallocate_ahead`).
+    preallocate_ahead: bool,
     root: PathBuf,
     /// What the open had to read to recover.
     recovery: RecoveryStats,
@@ -181,6 +185,11 @@ impl Drop for Walrus {
         *lock(&self.shared.shutdown) = true;
         self.shared.shutdown_cv.notify_all();
         if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        // A file being made ahead is finished (it is a complete, unused file; the next open
+        // keeps it as the current one).
+        if let Some(h) = lock(&self.shared.alloc).spare.take() {
             let _ = h.join();
         }
         if let Err(e) = self.shared.flush_inner(true) {
@@ -715,7 +724,12 @@ impl Shared {
                     let idx = m.allocated;
                     m.allocated += span;
                     m.live += span;
-                    return Ok((m.file.clone(), idx));
+                    let file = m.file.clone();
+                    let left = self.blocks_per_file - m.allocated;
+                    if left <= (self.blocks_per_file / 10).max(1) {
+                        self.start_spare(&mut a);
+                    }
+                    return Ok((file, idx));
                 }
             }
         }
@@ -727,18 +741,31 @@ impl Shared {
                 }
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let id = now.max(a.last_id + 1);
-        let file = create_file(
-            &*self.vfs,
-            &self.root,
-            id,
-            self.block_size * self.blocks_per_file as u64,
-        )?;
-        a.last_id = id;
+        // The spare made in the background, if it worked (else make one here, and the error of
+        // this attempt is the caller's).
+        let spare = a.spare.take().and_then(|h| match h.join() {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(e)) => {
+                if !crate::quiet() {
+                    eprintln!("walrus: creating the next log file ahead failed: {e}");
+                }
+                None
+            }
+            Err(_) => None,
+        });
+        let file = match spare {
+            Some(f) => f,
+            None => {
+                let id = self.next_file_id(&mut a);
+                create_file(
+                    &*self.vfs,
+                    &self.root,
+                    id,
+                    self.block_size * self.blocks_per_file as u64,
+                )?
+            }
+        };
+        let id = file.id;
         let file = Arc::new(file);
         a.files.insert(
             id,
@@ -750,6 +777,32 @@ impl Shared {
         );
         a.current = Some(id);
         Ok((file, 0))
+    }
+
+    /// A new file id, larger than every one handed out (time-based, so ids order files by age).
+    fn next_file_id(&self, a: &mut Allocator) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let id = now.max(a.last_id + 1);
+        a.last_id = id;
+        id
+    }
+
+    /// Starts creating the next file on a thread of its own, unless one is under way.
+    fn start_spare(&self, a: &mut Allocator) {
+        if !self.preallocate_ahead || a.spare.is_some() || self.check_poisoned().is_err() {
+            return;
+        }
+        let id = self.next_file_id(a);
+        let (vfs, root) = (self.vfs.clone(), self.root.clone());
+        let len = self.block_size * self.blocks_per_file as u64;
+        let spawned = std::thread::Builder::new()
+            .name("walrus-prealloc".into())
+            .spawn(move || create_file(&*vfs, &root, id, len));
+        // No thread: the file is made inline when it is needed.
+        a.spare = spawned.ok();
     }
 
     /// Marks blocks dead and deletes files that hold nothing alive.
@@ -1670,6 +1723,7 @@ fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io::Result<Sh
     debug_assert!(max_incarnation_gen < generation as u64);
     Ok(Shared {
         vfs,
+        preallocate_ahead: cfg.preallocate_ahead,
         root: root.to_path_buf(),
         recovery,
         block_size: cfg.block_size,

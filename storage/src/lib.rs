@@ -166,6 +166,7 @@ pub struct WalrusBuilder {
     blocks_per_file: u32,
     io_uring: bool,
     vfs: Option<Arc<dyn io::Vfs>>,
+    preallocate_ahead: bool,
 }
 
 impl Default for WalrusBuilder {
@@ -179,6 +180,7 @@ impl Default for WalrusBuilder {
             blocks_per_file: DEFAULT_BLOCKS_PER_FILE,
             io_uring: std::env::var_os("WALRUS_IO_URING").is_none_or(|v| v != "0"),
             vfs: None,
+            preallocate_ahead: true,
         }
     }
 }
@@ -230,6 +232,15 @@ impl WalrusBuilder {
     /// ([`sim::SimDisk`]) in power-loss tests.
     pub fn vfs(mut self, vfs: Arc<dyn io::Vfs>) -> Self {
         self.vfs = Some(vfs);
+        self
+    }
+
+    /// Create the next log file on a background thread while the current one still has a tenth
+    /// of its blocks free (default on), so an append never waits for a 1000 MiB fallocate and its
+    /// fsyncs. Off, a file is created inside the append that needs it (deterministic, for
+    /// simulations).
+    pub fn preallocate_ahead(mut self, on: bool) -> Self {
+        self.preallocate_ahead = on;
         self
     }
 

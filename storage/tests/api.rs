@@ -365,3 +365,42 @@ fn checkpoints_of_full_size_blocks_never_touch_entries() {
     assert_eq!(w.read_at("full", 0, 0, 1).unwrap()[0].data, big[0]);
     assert_eq!(w.topic_stats("full").unwrap().next_position, 10_100);
 }
+
+/// The next log file is made ahead, on a thread, while the current one still has free blocks;
+/// the append that fills the current file then takes it instead of making one itself.
+#[test]
+fn the_next_file_is_made_ahead_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Walrus::builder()
+        .data_dir(dir.path())
+        .block_size(64 * 1024)
+        .blocks_per_file(10)
+        .fsync(FsyncSchedule::NoFsync)
+        .open()
+        .unwrap();
+    let log_files = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .count()
+    };
+    // One block per topic: nine topics leave one block free, below the tenth that starts the
+    // spare.
+    for t in 0..9 {
+        w.append(&format!("t{t}"), b"x").unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log_files() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no spare file made");
+        std::thread::yield_now();
+    }
+    for t in 9..12 {
+        w.append(&format!("t{t}"), b"x").unwrap();
+    }
+    assert_eq!(w.file_count(), 2, "the spare became the current file");
+    assert_eq!(log_files(), 2, "no second file was made inline");
+    for t in 0..12 {
+        let e = w.read_at(&format!("t{t}"), 0, 100, 1).unwrap();
+        assert_eq!(e[0].data, b"x");
+    }
+}

@@ -83,6 +83,7 @@ fn builder(disk: &SimDisk, sync_each: bool) -> WalrusBuilder {
         .block_size(64 * 1024)
         .blocks_per_file(4)
         .io_uring(false)
+        .preallocate_ahead(false) // deterministic: every file is made inside an operation
         .fsync(if sync_each {
             FsyncSchedule::SyncEach
         } else {
