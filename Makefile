@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
-        plot-deps image compose-up crash-long powerloss-long fuzz compat-all compat-ci bench-reopen bench-startup
+        plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-storage: ## Walrus vs walrus-rust 0.2.0 (knobs: WALRUS_FSYNC, WALRUS_THREA
 
 bench-reopen: ## Walrus reopen time holding 10 GiB in 1,000 topics (TOPICS, MB_PER_TOPIC, RUNS), warm and cold cache
 	WALRUS_QUIET=1 $(CARGO) run --release -p walrus-storage --example reopen_scale -- target/reopen-scale
+
+bench-disturbed: ## Produce p99 at 10k msg/s while another client creates topics (new files), old rev vs this tree (scripts/bench-disturbed.sh)
+	./scripts/bench-disturbed.sh
 
 bench-startup: build ## Broker start time holding ~2 GiB: after SIGTERM, cold cache, after kill -9 (scripts/bench-startup.sh)
 	./scripts/bench-startup.sh

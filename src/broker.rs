@@ -26,6 +26,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Requests waiting for an fsync (sync-each), served by `run_syncer`.
     sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
+    /// Budget, in KiB, for Fetch answers not yet written to their sockets (--fetch-memory-bytes).
+    pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
     pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Open client connections by peer address (--max-connections, --max-connections-per-ip).
@@ -52,6 +54,10 @@ impl Drop for ConnectionSlot {
             }
         }
     }
+}
+
+fn fetch_memory_units(config: &Config) -> u32 {
+    (config.fetch_memory_bytes / 1024).clamp(64, u32::MAX as usize >> 4) as u32
 }
 
 fn request_memory_units(config: &Config) -> u32 {
@@ -104,6 +110,9 @@ impl Broker {
             txns,
             metrics: Metrics::default(),
             sync_waiters,
+            fetch_memory: Arc::new(tokio::sync::Semaphore::new(
+                fetch_memory_units(&config) as usize
+            )),
             request_memory: Arc::new(tokio::sync::Semaphore::new(
                 request_memory_units(&config) as usize
             )),
@@ -142,6 +151,11 @@ impl Broker {
             broker: self.clone(),
             ip,
         })
+    }
+
+    /// Units (KiB) of `fetch_memory` in all.
+    pub fn fetch_memory_units(&self) -> u32 {
+        fetch_memory_units(&self.config)
     }
 
     /// Units (KiB) of `request_memory` in all.

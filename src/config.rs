@@ -117,6 +117,13 @@ pub struct Config {
     #[arg(long, env = "TUSK_FETCH_MAX_BYTES", default_value_t = 55 * 1024 * 1024)]
     pub fetch_max_bytes: usize,
 
+    /// Bytes of Fetch answers held in memory until their clients read them, for all
+    /// connections together. A fetch takes its budget from it (or what is left, or waits up
+    /// to its max_wait_ms and answers without records), so clients that stop reading cannot
+    /// make the broker hold more. Kafka sends log segments zero-copy and needs no such bound.
+    #[arg(long, env = "TUSK_FETCH_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub fetch_memory_bytes: usize,
+
     /// Most partitions the broker holds in all; CreateTopics and CreatePartitions beyond it are
     /// refused (POLICY_VIOLATION). Kafka has no such limit; each partition costs memory here.
     #[arg(long, env = "TUSK_MAX_PARTITIONS", default_value_t = 100_000)]

@@ -76,12 +76,23 @@ async fn serve_inner(
         // Send every answer at the head of the queue that is ready.
         while let Some(head) = owed.front() {
             match head {
-                Reply::Now(_) => {}
+                Reply::Now(_) | Reply::Held(..) => {}
                 Reply::Later(h) if h.is_finished() => {}
                 Reply::Later(_) => break,
             }
             if let Some(reply) = owed.pop_front() {
-                send(sock, reply).await?;
+                // A client that stops reading its answers holds this connection (and the
+                // memory of its answer) at most connections.max.idle.ms.
+                match tokio::time::timeout(idle_limit, send(sock, reply)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(format!(
+                        "answer not taken by the client within {} ms (--connections-max-idle-ms)",
+                        idle_limit.as_millis()
+                    ))
+                    }
+                }
+                last_active = tokio::time::Instant::now();
             }
         }
         let frame = if owed.len() >= MAX_IN_FLIGHT {
@@ -232,9 +243,13 @@ async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), String> {
 
 /// Writes one answer (a finished `Later` is awaited first; it is ready by then).
 async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), String> {
-    let out = match reply {
-        Reply::Now(out) => out,
-        Reply::Later(h) => h.await.map_err(|e| format!("answer task failed: {e}"))??,
+    let (out, _memory) = match reply {
+        Reply::Now(out) => (out, None),
+        Reply::Held(out, permit) => (Some(out), Some(permit)),
+        Reply::Later(h) => (
+            h.await.map_err(|e| format!("answer task failed: {e}"))??,
+            None,
+        ),
     };
     if let Some(out) = out {
         sock.write_all(&out)

@@ -92,6 +92,11 @@ fn any(_: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How far a fetch answer may exceed its byte budget: the first batch is returned whole even if
+/// larger (KIP-74), and batches are at most max.message.bytes (1 MiB by default; larger values
+/// are allowed, so this is an estimate for memory accounting, not a bound).
+pub const MAX_BATCH_OVERRUN: usize = 1024 * 1024 + 12;
+
 pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",

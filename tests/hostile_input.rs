@@ -292,7 +292,25 @@ fn idle_connections_close_and_connection_counts_are_limited() {
     }
     assert!(broker.log().contains("--max-connections-per-ip"));
     drop(open);
-    assert_responsive(&mut broker, Duration::from_secs(1));
+    // The broker frees the slots as it sees the connections end: wait for that condition.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect(&addr);
+        let answered = s
+            .write_all(&request(
+                ApiKey::ApiVersions,
+                0,
+                1,
+                &ApiVersionsRequest::default(),
+            ))
+            .is_ok()
+            && read_frame(&mut s).is_ok();
+        if answered {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed");
+    }
+    assert!(broker.is_running());
 }
 
 /// Row 14: out of file descriptors, then the clients go: new connections are answered within a
@@ -558,5 +576,66 @@ fn waiting_fetches_cost_nothing_while_other_partitions_grow() {
     }
     // 300 tiny produces cost little; waking 4 fetches per produce to copy 5 MB each did not.
     assert!(spent < Duration::from_millis(600), "broker CPU {spent:?}");
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 4: connections that send big fetches and never read their answers hold at most
+/// --fetch-memory-bytes in all; they are closed after connections.max.idle.ms, and then a
+/// well-behaved consumer gets its data.
+#[test]
+fn unread_fetch_answers_are_bounded_in_total() {
+    let mut broker = common::Broker::start(&[
+        "--fetch-memory-bytes",
+        "50331648",
+        "--connections-max-idle-ms",
+        "3000",
+    ]);
+    let addr = broker.addr();
+    assert_eq!(
+        create_topic(&addr, "m", 1, &[("max.message.bytes", "2000000")]),
+        0
+    );
+    for _ in 0..20 {
+        let r = produce_to(&addr, "m", 0, 1, batch_with(10, 100_000, Compression::None));
+        assert_eq!(r.error_code, 0);
+    }
+    let before = vm_hwm_kib(broker.pid());
+    let big = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(50 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("m"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(50 << 20)])]);
+    let silent: Vec<TcpStream> = (0..14)
+        .map(|_| {
+            let mut s = connect(&addr);
+            s.write_all(&request(ApiKey::Fetch, 11, 1, &big)).unwrap();
+            s
+        })
+        .collect();
+    // Every one of them has been handled once the broker answers a fresh fetch of its own.
+    assert_responsive(&mut broker, Duration::from_secs(1));
+    let grew = vm_hwm_kib(broker.pid()) - before;
+    // 14 × 20 MB answers unbounded; 48 MiB (+ one batch per fetch beyond its share) bounded.
+    assert!(
+        grew < 150 * MIB,
+        "14 unread 20 MB answers grew the broker by {grew} KiB"
+    );
+    // Blocked writing answers nobody reads, the broker gives up after the idle limit (the
+    // condition waited for is its own log line), and then a consumer gets data.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !broker.log().contains("answer not taken by the client") {
+        assert!(Instant::now() < deadline, "silent connections never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(silent);
+    let mut s = connect(&addr);
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &big);
+    assert!(records_len(&r) > 10_000_000, "{}", records_len(&r));
     assert_responsive(&mut broker, Duration::from_secs(1));
 }

@@ -10,6 +10,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -19,14 +21,20 @@ fn budget(b: &Broker, req: &FetchRequest) -> usize {
     (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes)
 }
 
-fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read_all(
+    b: &Broker,
+    req: &FetchRequest,
+    v: i16,
+    min_one: bool,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut budget = budget(b, req);
     // A partition named more than once is answered once, at its first mention (Kafka keys the
     // fetch by partition), so repeating it cannot multiply the work or the answer.
     let mut seen = std::collections::HashSet::new();
     let mut total = 0usize;
     let mut any_error = false;
-    let mut first_non_empty_done = false;
+    // Without memory for records, none is returned (not even KIP-74's first batch).
+    let mut first_non_empty_done = !min_one;
     let read_committed = req.isolation_level == 1;
     let mut out = Vec::with_capacity(req.topics.len());
     for ft in &req.topics {
@@ -108,11 +116,16 @@ fn read_all(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicRespon
 
 /// Large reads run off the async workers' queue (storage copies of up to `fetch.max.bytes`),
 /// so small requests of other clients keep their latency; small ones run inline.
-fn read(b: &Broker, req: &FetchRequest, v: i16) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read(
+    b: &Broker,
+    req: &FetchRequest,
+    v: i16,
+    min_one: bool,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     if budget(b, req) > INLINE_READ_BYTES {
-        crate::blocking(|| read_all(b, req, v))
+        crate::blocking(|| read_all(b, req, v, min_one))
     } else {
-        read_all(b, req, v)
+        read_all(b, req, v, min_one)
     }
 }
 
@@ -122,7 +135,11 @@ const INLINE_READ_BYTES: usize = 1 << 20;
 /// Long-polls like Kafka's delayed fetch: until `min_bytes` are available or `max_wait_ms`.
 /// While waiting, only appends to the partitions this fetch names wake it, and a wake-up
 /// compares sizes in the batch index; data is read (copied) once, when the answer is due.
-pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
+pub async fn handle(
+    b: &Broker,
+    mut req: FetchRequest,
+    v: i16,
+) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -179,6 +196,72 @@ pub async fn handle(b: &Broker, req: FetchRequest, v: i16) -> FetchResponse {
             break;
         }
     }
-    let (responses, _, _) = read(b, &req, v);
-    FetchResponse::default().with_responses(responses)
+    // The answer's bytes come out of the broker-wide fetch memory, held until the answer is
+    // written: all of its budget if free, else what is free, else (waiting for memory until
+    // max_wait_ms) a small piece. Without any, the answer holds no records.
+    // What the answer will hold, from the batch index: reserved exactly, not the whole budget.
+    let cap = budget(b, &req);
+    let mut need = 0usize;
+    for (p, offset) in &watched {
+        need += p
+            .available_bytes(*offset, read_committed, cap.saturating_sub(need))
+            .unwrap_or(0);
+    }
+    let permit = reserve_memory(b, &mut req, need.min(cap), deadline).await;
+    if permit.is_none() {
+        req.max_bytes = 0;
+        for t in &mut req.topics {
+            for p in &mut t.partitions {
+                p.partition_max_bytes = 0;
+            }
+        }
+        tracing::debug!("fetch answered without records: fetch memory is spent");
+    }
+    let (responses, _, _) = read(b, &req, v, permit.is_some());
+    (FetchResponse::default().with_responses(responses), permit)
+}
+
+/// Memory is reserved in units of this many bytes.
+const MEMORY_UNIT: usize = 1024;
+/// The smallest share worth answering with.
+const MIN_SHARE_UNITS: u32 = 64;
+
+/// Takes the fetch's share of `--fetch-memory-bytes` and lowers its budget to match.
+async fn reserve_memory(
+    b: &Broker,
+    req: &mut FetchRequest,
+    need: usize,
+    deadline: tokio::time::Instant,
+) -> Option<OwnedSemaphorePermit> {
+    let sem = &b.fetch_memory;
+    // Data appended since `need` was measured waits for the next fetch.
+    req.max_bytes = req.max_bytes.min(need.clamp(1, i32::MAX as usize) as i32);
+    // What the answer needs plus one batch beyond (the first batch is returned even if larger).
+    let want = (need + crate::topic_config::MAX_BATCH_OVERRUN)
+        .div_ceil(MEMORY_UNIT)
+        .clamp(MIN_SHARE_UNITS as usize, b.fetch_memory_units() as usize) as u32;
+    for _ in 0..4 {
+        let free = sem.available_permits().min(u32::MAX as usize) as u32;
+        let take = want.min(free);
+        if take < MIN_SHARE_UNITS.min(want) {
+            break;
+        }
+        if let Ok(p) = sem.clone().try_acquire_many_owned(take) {
+            if take < want {
+                let bytes = (take as usize * MEMORY_UNIT)
+                    .saturating_sub(crate::topic_config::MAX_BATCH_OVERRUN)
+                    .max(1);
+                req.max_bytes = req.max_bytes.min(bytes as i32);
+            }
+            return Some(p);
+        }
+    }
+    let small = MIN_SHARE_UNITS.min(want);
+    match tokio::time::timeout_at(deadline, sem.clone().acquire_many_owned(small)).await {
+        Ok(Ok(p)) => {
+            req.max_bytes = req.max_bytes.min(1);
+            Some(p)
+        }
+        _ => None,
+    }
 }

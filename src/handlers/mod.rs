@@ -85,11 +85,26 @@ pub enum Reply {
     /// The connection keeps reading meanwhile and sends answers in request order, so pipelined
     /// produce requests share fsyncs instead of waiting for one each.
     Later(tokio::task::JoinHandle<Result<Option<BytesMut>, String>>),
+    /// A Fetch answer holding its share of the broker's fetch memory (`--fetch-memory-bytes`)
+    /// until it is written to the socket.
+    Held(BytesMut, tokio::sync::OwnedSemaphorePermit),
 }
 
 /// Decodes, handles and encodes one request. `Err` closes the connection, as Kafka does for
 /// requests it cannot parse.
 pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &ConnCtx) -> Result<Reply, String> {
+    if req.api_key == ApiKey::Fetch {
+        let v = req.version;
+        let body: FetchRequest =
+            decode_body(&req).map_err(|e| format!("cannot decode Fetch v{v}: {e}"))?;
+        let (resp, permit) = fetch::handle(b, body, v).await;
+        let out = encode_response(ApiKey::Fetch, v, req.header.correlation_id, &resp)
+            .map_err(|e| format!("cannot encode Fetch v{v} response: {e}"))?;
+        return Ok(match permit {
+            Some(p) => Reply::Held(out, p),
+            None => Reply::Now(Some(out)),
+        });
+    }
     if req.api_key != ApiKey::Produce {
         return dispatch_now(b, req, ctx).await.map(Reply::Now);
     }
@@ -151,7 +166,6 @@ async fn dispatch_now(
         }};
     }
     match req.api_key {
-        ApiKey::Fetch => call!(FetchRequest, fetch::handle),
         ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::Metadata => call_ctx!(MetadataRequest, metadata),
         ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit::handle),
