@@ -48,7 +48,7 @@ PY
   local out
   out=$(cargo bench -q --bench tusk_perf -- --bootstrap 127.0.0.1:$port --messages "$MESSAGES" --size 1024 \
         --partitions 8 --acks all --linger-ms 0 --rate 10000 --label "$label" --csv "$dir/e2e.csv" 2>&1 | grep '^produce:')
-  [ -n "$dpid" ] && kill "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null || true
+  if [ -n "$dpid" ]; then kill "$dpid" 2>/dev/null || true; wait "$dpid" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
   # produce: N msg/s, X MB/s; latency ms p50 a p99 b p99.9 c max d; errors e

@@ -133,6 +133,33 @@ def targets():
     return "\n".join(lines)
 
 
+def disturbed_table():
+    """Medians of bench-results/disturbed.csv (scripts/bench-disturbed.sh) per broker and load."""
+    path = os.path.join(ROOT, "bench-results", "disturbed.csv")
+    if not os.path.exists(path):
+        return "(no run yet: `make bench-disturbed`)"
+    rows = list(csv.DictReader(open(path)))
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["label"], r["disturbance"]), []).append(r)
+
+    def med(rs, k):
+        v = sorted(float(r[k]) for r in rs)
+        return v[len(v) // 2]
+
+    out = [
+        "| broker | other client | runs | p50 ms | p99 ms | p99.9 ms | max ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (label, dist), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        what = "creates topics (8 partitions, 10/s)" if dist == "topics" else "none"
+        out.append(
+            f"| {label} | {what} | {len(rs)} | {med(rs, 'p50_ms'):.2f} | {med(rs, 'p99_ms'):.2f} | "
+            f"{med(rs, 'p999_ms'):.2f} | {med(rs, 'max_ms'):.2f} |"
+        )
+    return "\n".join(out)
+
+
 def main():
     st, disk = storage_table()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -177,6 +204,17 @@ offset 0 with default consumer settings. Latency is from send to delivery report
 
 {e2e_table()}
 ![e2e](bench-results/e2e.png)
+
+## Produce latency while the broker does slow work for another client
+
+`make bench-disturbed` (`scripts/bench-disturbed.sh`): 10,000 msg/s of 1 KiB (linger 0,
+acks=all, 8 partitions, `--fsync sync-each`) from the load tool while another client creates
+topics of 8 partitions, 10 a second (each partition takes a block, so a new 1000 MiB file is
+needed every ~12 topics; each creation fsyncs the catalog), and without it; the broker of the
+commit before blocking storage work moved off the async workers and made files ahead
+(`old`) against this tree (`new`), alternating in one run. Medians over the runs.
+
+{disturbed_table()}
 
 ## Targets (issue 7) and what limits them
 
