@@ -70,9 +70,10 @@ fn int_min1(v: &str) -> Result<(), String> {
 fn int_min4(v: &str) -> Result<(), String> {
     int_at_least(v, 4)
 }
-/// segment.bytes: at least 1 MiB since Kafka 4.0.
+/// segment.bytes (topic level): at least a legacy record's overhead, 14 bytes, as in Kafka (the
+/// broker-level log.segment.bytes has a 1 MiB minimum).
 fn segment_bytes(v: &str) -> Result<(), String> {
-    int_at_least(v, 1024 * 1024)
+    int_at_least(v, 14)
 }
 fn long_min0(v: &str) -> Result<(), String> {
     long_at_least(v, 0)

@@ -238,4 +238,51 @@ mod tests {
         assert_eq!(Committed::decode(&c.encode()), Some(c));
         assert_eq!(Committed::decode(&[1, 2, 3]), None);
     }
+
+    /// A commit naming a partition that does not exist (deleted after the handler checked) is
+    /// neither stored nor remembered: memory never holds what the disk does not.
+    #[test]
+    fn commits_of_missing_partitions_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Walrus::builder()
+            .data_dir(dir.path())
+            .fsync(walrus::FsyncSchedule::NoFsync)
+            .open()
+            .unwrap();
+        let catalog = Catalog::load(&store).unwrap();
+        catalog
+            .create(&store, "here", 1, Default::default())
+            .unwrap();
+        let offsets = OffsetStore::default();
+        let c = Committed {
+            offset: 5,
+            leader_epoch: -1,
+            commit_time_ms: 1,
+            metadata: String::new(),
+        };
+        let gone = offsets
+            .commit(
+                &store,
+                &catalog,
+                "g",
+                &[
+                    (("here".into(), 0), c.clone()),
+                    (("gone".into(), 0), c.clone()),
+                ],
+            )
+            .unwrap();
+        assert_eq!(gone, vec![("gone".to_string(), 0)]);
+        assert_eq!(offsets.get("g", &("here".into(), 0)), Some(c));
+        assert_eq!(offsets.get("g", &("gone".into(), 0)), None);
+        // And what was stored is what a restart loads (the partition holds no records yet).
+        drop(catalog);
+        drop(store);
+        let store = Walrus::builder().data_dir(dir.path()).open().unwrap();
+        let loaded = OffsetStore::load(&store);
+        assert_eq!(
+            loaded.get("g", &("here".into(), 0)).map(|c| c.offset),
+            Some(5)
+        );
+        assert_eq!(loaded.get("g", &("gone".into(), 0)), None);
+    }
 }

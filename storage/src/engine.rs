@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 const DEFAULT_CURSOR: &[u8] = b"";
 /// Bytes read per step when scanning or reading entries.
 const READ_CHUNK: u64 = 256 * 1024;
+/// The first disk reservation of a block; later ones double what it holds.
+const RESERVE_MIN: u64 = 64 * 1024;
 /// Checkpoint slots are rewritten at most this often (except on the final flush).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -98,6 +100,10 @@ struct Block {
     /// The file's `writes` count after this block's last write: a checkpoint may claim the
     /// block's bytes only once `file.synced` has reached it.
     stamp: u64,
+    /// Bytes from the block's start with disk space reserved (fallocated). Space is reserved as
+    /// the block fills, in growing steps, so a partition holding one record costs 64 KiB of
+    /// disk, not a 10 MiB block; a full disk still fails the append before anything is written.
+    reserved: u64,
 }
 
 struct TopicState {
@@ -912,6 +918,7 @@ impl Shared {
                         sealed: false,
                         ckpt: (0, 0, false),
                         stamp: 0,
+                        reserved: 0,
                     },
                     is_new: true,
                     write_from: 0,
@@ -938,6 +945,31 @@ impl Shared {
             p.block.next_position = pos + 1;
             p.block.last_generation = self.generation;
             pos += 1;
+        }
+        // Reserve disk space for what is about to be written (a full disk fails here, before
+        // any byte is written, and poisons nothing).
+        for p in plan.iter_mut().filter(|p| !p.buf.is_empty()) {
+            let need = p.write_from + p.buf.len() as u64;
+            if need <= p.block.reserved {
+                continue;
+            }
+            let capacity = p.block.span as u64 * self.block_size;
+            let grown = need
+                .max(p.block.reserved * 2)
+                .max(RESERVE_MIN)
+                .next_multiple_of(4096)
+                .min(capacity);
+            let at = p.block.index as u64 * self.block_size + p.block.reserved;
+            if let Err(e) = p.block.file.file.allocate(at, grown - p.block.reserved) {
+                let fresh: Vec<Block> = plan
+                    .iter()
+                    .filter(|p| p.is_new)
+                    .map(|p| p.block.clone())
+                    .collect();
+                let _ = self.release_blocks(&fresh);
+                return Err(e);
+            }
+            p.block.reserved = grown;
         }
         // Write: one contiguous run per block touched, all submitted together.
         let base = |b: &Block| b.index as u64 * self.block_size;
@@ -1428,9 +1460,9 @@ fn create_file(vfs: &dyn Vfs, root: &Path, id: u64, len: u64) -> io::Result<WalF
     let tmp = root.join(format!("{id}.tmp"));
     let path = root.join(id.to_string());
     let file = vfs.open(&tmp, OpenMode::CreateTruncate)?;
-    // A full disk (ENOSPC) or a size limit (EFBIG) shows up here, before any data is written:
-    // the half-made file is removed and the caller gets the error.
-    if let Err(e) = file.allocate(len).and_then(|_| file.sync_data()) {
+    // The file is sparse: blocks reserve their space as they fill (`Block::reserved`). A size
+    // limit (EFBIG) shows up here; a full disk when a block reserves space, before its write.
+    if let Err(e) = file.set_len(len).and_then(|_| file.sync_data()) {
         drop(file);
         let _ = vfs.remove_file(&tmp);
         return Err(e);
@@ -1787,6 +1819,8 @@ fn rebuild_chain(
             sealed: false,
             ckpt: (0, 0, false),
             stamp: 0,
+            // What was written is reserved; beyond it, reserving again is harmless.
+            reserved: 0,
         };
         if let Some(c) = &fb.ckpt {
             if c.end >= BLOCK_HEADER_SIZE

@@ -46,8 +46,9 @@ pub trait VFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
-    /// Reserves real space for `0..len` (a full disk fails here, not in a later write).
-    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Reserves real space for `offset..offset + len` (a full disk fails here, not in a later
+    /// write), growing the file if that range ends past it.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
     /// The whole file.
     fn read_all(&self) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; self.size()? as usize];
@@ -121,9 +122,16 @@ impl VFile for RealFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
-    fn allocate(&self, len: u64) -> io::Result<()> {
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         // SAFETY: plain syscall on a file descriptor we own; no memory is shared with the kernel.
-        let rc = unsafe { libc::fallocate(self.0.as_raw_fd(), 0, 0, len as libc::off_t) };
+        let rc = unsafe {
+            libc::fallocate(
+                self.0.as_raw_fd(),
+                0,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
         if rc == 0 {
             return Ok(());
         }
@@ -131,9 +139,9 @@ impl VFile for RealFile {
         if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
             // File systems without fallocate: write zeros for real.
             let zeros = vec![0u8; 1 << 20];
-            let mut at = 0;
-            while at < len {
-                let n = (len - at).min(zeros.len() as u64) as usize;
+            let (mut at, end) = (offset, offset + len);
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64) as usize;
                 self.0.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
             }

@@ -447,10 +447,10 @@ impl VFile for SimFile {
             Ok(())
         })
     }
-    fn allocate(&self, len: u64) -> io::Result<()> {
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         self.with(true, |i| {
-            if (i.current.len() as u64) < len {
-                let c = Change::SetLen(len);
+            if (i.current.len() as u64) < offset + len {
+                let c = Change::SetLen(offset + len);
                 apply(&mut i.current, &c);
                 i.pending.push(c);
             }

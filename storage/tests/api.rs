@@ -404,3 +404,39 @@ fn the_next_file_is_made_ahead_and_used() {
         assert_eq!(e[0].data, b"x");
     }
 }
+
+/// Disk space is reserved as blocks fill: a topic holding one small entry costs 64 KiB of disk,
+/// not a whole block, and an instance's files are sparse until written.
+#[test]
+fn disk_cost_follows_what_topics_hold() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let w = Walrus::builder()
+        .data_dir(dir.path())
+        .fsync(FsyncSchedule::NoFsync)
+        .open()
+        .unwrap();
+    for t in 0..100 {
+        w.append(&format!("t{t}"), b"one record").unwrap();
+    }
+    w.flush().unwrap();
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum();
+    // 100 topics in 10 MiB blocks of one 1000 MiB file: 100 × 64 KiB reserved (+ the index).
+    assert!(
+        on_disk <= 100 * 64 * 1024 + (1 << 20),
+        "100 one-entry topics take {on_disk} bytes of disk"
+    );
+    // A topic that grows reserves more as it goes, and reads back whole.
+    for i in 0..300u64 {
+        w.append("big", &vec![(i % 251) as u8; 20_000]).unwrap();
+    }
+    let got = w.read_at("big", 0, 100 << 20, 1000).unwrap();
+    assert_eq!(got.len(), 300);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.data == vec![(i as u64 % 251) as u8; 20_000]));
+}

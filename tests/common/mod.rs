@@ -94,11 +94,11 @@ impl Broker {
             }
             None => Command::new(env!("CARGO_BIN_EXE_tusk")),
         };
+        cmd.arg("--listen").arg(self.addr());
+        if !self.args.iter().any(|a| a == "--data-dir") {
+            cmd.arg("--data-dir").arg(self.dir.path().join("data"));
+        }
         let child = cmd
-            .arg("--listen")
-            .arg(self.addr())
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
             .args(defaults)
             .args(&self.args)
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -127,6 +127,38 @@ impl Broker {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGTERM (a clean shutdown) and wait for the process to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again after `stop` (same port and data).
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Starts a broker whose data dir is `data` (e.g. on a small filesystem).
+    pub fn start_in(args: &[&str], data: &std::path::Path) -> Broker {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push("--data-dir".into());
+        all.push(data.display().to_string());
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            args: all,
+            nofile: None,
+        };
+        b.spawn();
+        b
     }
 
     /// SIGKILL, then start again on the same port and data.
