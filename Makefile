@@ -43,8 +43,9 @@ compat-all: build ## librdkafka's integration suite: every test, to find what to
 fuzz: ## cargo-fuzz targets (decode, bodies, records), FUZZ_SECONDS each (default 600)
 	./scripts/fuzz.sh
 
-powerloss-long: ## Storage power-loss simulation with 100,000 cuts (CI runs 1,000)
+powerloss-long: ## Power-loss simulation: Walrus 100,000 cuts, the broker 3,000 (CI runs 1,000 and 60)
 	WALRUS_POWERLOSS_CUTS=100000 $(CARGO) test --release -p walrus-storage --test powerloss -- --nocapture
+	TUSK_POWERLOSS_CUTS=3000 $(CARGO) test --release --test broker_powerloss -- --nocapture
 
 crash-long: ## Storage crash test with thousands of kill points
 	WALRUS_CRASH_ITERATIONS=3000 $(CARGO) test --release -p walrus-storage --test crash -- --nocapture

@@ -75,19 +75,32 @@ pub fn now_ms() -> i64 {
 
 impl Broker {
     pub fn open(config: Config) -> std::io::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        Self::open_on(config, None)
+    }
+
+    /// Opens the broker with its storage on `vfs` (a simulated disk in tests), or on the real
+    /// file system.
+    pub fn open_on(
+        config: Config,
+        vfs: Option<Arc<dyn walrus::io::Vfs>>,
+    ) -> std::io::Result<Arc<Broker>> {
+        if vfs.is_none() {
+            std::fs::create_dir_all(&config.data_dir)?;
+        }
         // Under sync-each the broker syncs explicitly after each request (group commit across
         // partitions and connections), so Walrus itself does not sync per append.
         let schedule = match config.fsync {
             Fsync::Millis(n) => walrus::FsyncSchedule::Milliseconds(n),
             Fsync::SyncEach | Fsync::None => walrus::FsyncSchedule::NoFsync,
         };
-        let store = Arc::new(
-            Walrus::builder()
-                .data_dir(config.data_dir.join("wal_files"))
-                .fsync(schedule)
-                .open()?,
-        );
+        let mut builder = Walrus::builder()
+            .data_dir(config.data_dir.join("wal_files"))
+            .fsync(schedule);
+        if let Some(vfs) = vfs {
+            // Deterministic for simulations: no background file creation.
+            builder = builder.vfs(vfs).io_uring(false).preallocate_ahead(false);
+        }
+        let store = Arc::new(builder.open()?);
         let rec = store.recovery_stats();
         tracing::info!(
             blocks = rec.blocks,

@@ -20,10 +20,16 @@ pub struct Listener {
     pub advertised: (String, i32),
 }
 
-pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Result<()> {
+/// Serves `listeners` until `shutdown` completes, then stops accepting, lets connections finish
+/// the request at hand (10 s at most), saves partition snapshots and flushes storage.
+pub async fn run(
+    broker: Arc<Broker>,
+    listeners: Vec<Listener>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::pin!(shutdown);
     // All listeners feed one channel of accepted sockets.
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(1024);
     let mut acceptors = JoinSet::new();
@@ -74,8 +80,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<Listener>) -> std::io::Resu
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
+            _ = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");

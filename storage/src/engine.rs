@@ -1289,6 +1289,9 @@ impl Shared {
 
     fn flush_inner(&self, final_flush: bool) -> io::Result<()> {
         let mut last_ckpt = lock(&self.flush_lock);
+        // After a failed write or fsync nothing is known durable: no flush may claim anything
+        // (the files a failed flush had taken are no longer marked dirty).
+        self.check_poisoned()?;
         let target = self.write_ticket.load(Ordering::SeqCst);
         let write_ckpts = final_flush || last_ckpt.elapsed() >= CHECKPOINT_INTERVAL;
         // 1. Snapshot what checkpoints may claim. This comes *before* the dirty files are taken:
@@ -1362,7 +1365,14 @@ impl Shared {
                     continue;
                 };
                 if stamp > b.file.synced.load(Ordering::SeqCst) {
-                    debug_assert!(false, "checkpoint would claim unsynced bytes");
+                    debug_assert!(
+                        false,
+                        "checkpoint would claim unsynced bytes: file {} stamp {stamp} synced {} writes {} in dirty {}",
+                        b.file.id,
+                        b.file.synced.load(Ordering::SeqCst),
+                        b.file.writes.load(Ordering::SeqCst),
+                        files.iter().any(|f| f.id == b.file.id)
+                    );
                     deferred = true;
                     continue;
                 }

@@ -28,10 +28,62 @@ enum Change {
     SetLen(u64),
 }
 
+/// A file's bytes, stored sparsely in pages (a 1000 MiB preallocated log file costs nothing
+/// until written): missing pages read as zeros.
+#[derive(Default, Debug, Clone)]
+struct Sparse {
+    len: u64,
+    pages: BTreeMap<u64, Vec<u8>>,
+}
+
+const PAGE: u64 = 64 * 1024;
+
+impl Sparse {
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut at = 0usize;
+        while at < data.len() {
+            let pos = offset + at as u64;
+            let (page, within) = (pos / PAGE, (pos % PAGE) as usize);
+            let n = (PAGE as usize - within).min(data.len() - at);
+            let buf = self
+                .pages
+                .entry(page)
+                .or_insert_with(|| vec![0u8; PAGE as usize]);
+            buf[within..within + n].copy_from_slice(&data[at..at + n]);
+            at += n;
+        }
+        self.len = self.len.max(offset + data.len() as u64);
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) {
+        let mut at = 0usize;
+        while at < out.len() {
+            let pos = offset + at as u64;
+            let (page, within) = (pos / PAGE, (pos % PAGE) as usize);
+            let n = (PAGE as usize - within).min(out.len() - at);
+            match self.pages.get(&page) {
+                Some(buf) => out[at..at + n].copy_from_slice(&buf[within..within + n]),
+                None => out[at..at + n].fill(0),
+            }
+            at += n;
+        }
+    }
+
+    fn set_len(&mut self, len: u64) {
+        if len < self.len {
+            self.pages.retain(|p, _| p * PAGE < len);
+            if let Some(buf) = self.pages.get_mut(&(len / PAGE)) {
+                buf[(len % PAGE) as usize..].fill(0);
+            }
+        }
+        self.len = len;
+    }
+}
+
 #[derive(Default, Debug)]
 struct Inode {
-    durable: Vec<u8>,
-    current: Vec<u8>,
+    durable: Sparse,
+    current: Sparse,
     /// Changes since the last sync, in the order they were made.
     pending: Vec<Change>,
 }
@@ -125,16 +177,10 @@ impl Disk {
     }
 }
 
-fn apply(buf: &mut Vec<u8>, change: &Change) {
+fn apply(file: &mut Sparse, change: &Change) {
     match change {
-        Change::Write { offset, data } => {
-            let end = *offset as usize + data.len();
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
-            buf[*offset as usize..end].copy_from_slice(data);
-        }
-        Change::SetLen(n) => buf.resize(*n as usize, 0),
+        Change::Write { offset, data } => file.write(*offset, data),
+        Change::SetLen(n) => file.set_len(*n),
     }
 }
 
@@ -270,7 +316,7 @@ impl Vfs for SimDisk {
             (Some(i), OpenMode::CreateTruncate) => {
                 d.mutate(epoch)?;
                 if let Some(inode) = d.inodes.get_mut(&i) {
-                    inode.current.clear();
+                    inode.current.set_len(0);
                     inode.pending.push(Change::SetLen(0));
                 }
                 drop(d);
@@ -404,14 +450,13 @@ impl SimFile {
 impl VFile for SimFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.with(false, |i| {
-            let start = offset as usize;
-            let Some(src) = i.current.get(start..start + buf.len()) else {
+            if offset + buf.len() as u64 > i.current.len {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "read past the end of a simulated file",
                 ));
-            };
-            buf.copy_from_slice(src);
+            }
+            i.current.read(offset, buf);
             Ok(())
         })
     }
@@ -437,7 +482,7 @@ impl VFile for SimFile {
         Ok(())
     }
     fn size(&self) -> io::Result<u64> {
-        self.with(false, |i| Ok(i.current.len() as u64))
+        self.with(false, |i| Ok(i.current.len))
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with(true, |i| {
@@ -449,7 +494,7 @@ impl VFile for SimFile {
     }
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         self.with(true, |i| {
-            if (i.current.len() as u64) < offset + len {
+            if i.current.len < offset + len {
                 let c = Change::SetLen(offset + len);
                 apply(&mut i.current, &c);
                 i.pending.push(c);
