@@ -824,3 +824,203 @@ fn a_small_filesystem_is_enough_and_a_full_one_is_an_error() {
     assert_responsive(&mut broker, Duration::from_secs(1));
     drop(broker);
 }
+
+/// Runs `attack` on other threads while an unrelated client measures ApiVersions round trips
+/// for `window`; returns (p99, max) of those.
+fn latency_during(
+    addr: &str,
+    window: Duration,
+    attack: impl Fn(String) + Send + Sync + 'static,
+    threads: usize,
+) -> (Duration, Duration) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack = std::sync::Arc::new(attack);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (addr, stop, attack) = (addr.to_string(), stop.clone(), attack.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    attack(addr.clone());
+                }
+            })
+        })
+        .collect();
+    let mut s = connect(addr);
+    let mut lat = Vec::new();
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let _: ApiVersionsResponse = call(
+            &mut s,
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        );
+        lat.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    lat.sort();
+    (lat[lat.len() * 99 / 100], *lat.last().unwrap())
+}
+
+/// Row 2: growing a topic by the most one request may (10,000 partitions) while clients use it
+/// does not stall unrelated requests: the work runs outside the topic's lock and off the async
+/// workers' queues.
+#[test]
+fn big_create_partitions_does_not_stall_other_clients() {
+    let mut broker = common::Broker::start(&["--max-partitions", "50000"]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "grow", 1, &[]), 0);
+    let grown = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(1));
+    let g = grown.clone();
+    let (p99, max) = latency_during(
+        &addr,
+        Duration::from_secs(3),
+        move |addr| {
+            let next = g.fetch_add(10_000, std::sync::atomic::Ordering::Relaxed) + 10_000;
+            if next > 40_000 {
+                // Enough: keep the topic busy with metadata instead.
+                let _ = partition_count(&addr, "grow");
+                return;
+            }
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic_name("grow"))
+                    .with_count(next)
+                    .with_assignments(None)]);
+            let mut s = connect(&addr);
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 1, &req);
+            assert_eq!(r.results[0].error_code, 0);
+        },
+        1,
+    );
+    eprintln!(
+        "REPORT row 2: ApiVersions p99 {p99:?} max {max:?} while adding 10,000-partition steps"
+    );
+    assert!(p99 < Duration::from_millis(200), "p99 {p99:?}");
+    assert!(partition_count(&addr, "grow") > 1);
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 18: two clients looping large fetches do not take an unrelated client's latency with
+/// them (large reads run off the async workers' queues).
+#[test]
+fn large_fetch_loops_do_not_stall_other_clients() {
+    let mut broker = common::Broker::start(&[]);
+    let addr = broker.addr();
+    assert_eq!(
+        create_topic(&addr, "huge", 1, &[("max.message.bytes", "2000000")]),
+        0
+    );
+    for _ in 0..60 {
+        let r = produce_to(
+            &addr,
+            "huge",
+            0,
+            1,
+            batch_with(10, 100_000, Compression::None),
+        );
+        assert_eq!(r.error_code, 0);
+    }
+    let (p99, max) = latency_during(
+        &addr,
+        Duration::from_secs(3),
+        |addr| {
+            let mut s = connect(&addr);
+            let r = fetch(&mut s, &[("huge", 0)], 55 << 20, 55 << 20);
+            assert!(records_len(&r) > 50_000_000);
+        },
+        2,
+    );
+    eprintln!(
+        "REPORT row 18: ApiVersions p99 {p99:?} max {max:?} while 2 clients loop 60 MB fetches"
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+    assert_responsive(&mut broker, Duration::from_secs(1));
+}
+
+/// Row 9: a decompression bomb already on disk (written before produce validated records, or
+/// by anything else) cannot crash a read that decompresses it: a timestamp lookup reaching it
+/// is bounded and answers an error, again after a restart.
+#[test]
+fn a_stored_bomb_cannot_crash_a_timestamp_lookup() {
+    let mut broker = common::Broker::start(&[]);
+    let addr = broker.addr();
+    assert_eq!(create_topic(&addr, "stored", 1, &[]), 0);
+    broker.stop();
+    // Put the bomb straight into the partition's Walrus topic, as an older broker would have.
+    {
+        let store = walrus::Walrus::builder()
+            .data_dir(broker.dir.path().join("data").join("wal_files"))
+            .fsync(walrus::FsyncSchedule::NoFsync)
+            .open()
+            .unwrap();
+        // 300 records of 1 MiB, timestamps 1000, 1001, ...: finding timestamp 1299 means
+        // reading into the records, i.e. decompressing.
+        use kafka_protocol::records::{
+            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..300)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32, // offset - sequence constant: one batch
+                timestamp: 1000 + i,
+                key: None,
+                value: Some(vec![b'x'; 1 << 20].into()),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut bomb = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut bomb,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Zstd,
+            },
+        )
+        .unwrap();
+        store.append("stored/0", &bomb).unwrap();
+        store.flush().unwrap();
+    }
+    for round in 0..2 {
+        broker.start_again();
+        let addr = broker.addr();
+        let req = ListOffsetsRequest::default().with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic_name("stored"))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default().with_timestamp(1299)
+                ]),
+        ]);
+        let mut s = connect(&addr);
+        let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 7, &req);
+        let code = r.topics[0].partitions[0].error_code;
+        assert_eq!(
+            code,
+            2,
+            "round {round}: CORRUPT_MESSAGE for the bomb: {:?}\n{}",
+            r.topics[0].partitions[0],
+            broker.log()
+        );
+        let hwm = vm_hwm_kib(broker.pid());
+        assert!(hwm < 300 * MIB, "round {round}: the lookup took {hwm} KiB");
+        assert_responsive(&mut broker, Duration::from_secs(1));
+        broker.stop();
+    }
+}
