@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use walrus::Walrus;
@@ -66,12 +66,7 @@ fn request_memory_units(config: &Config) -> u32 {
 
 type SyncWaiter = tokio::sync::oneshot::Sender<Result<(), ResponseError>>;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 impl Broker {
     pub fn open(config: Config) -> std::io::Result<Arc<Broker>> {

@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod group;
