@@ -71,6 +71,9 @@ pub struct Partition {
     /// Woken after every append (records or a transaction marker): the long-polling fetches
     /// that watch this partition wait on it.
     pub grown: tokio::sync::Notify,
+    /// Held by a truncation (DeleteRecords, retention) for its whole run, so that its fsync can
+    /// happen outside `state`'s lock.
+    truncating: Mutex<()>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -171,6 +174,7 @@ impl Partition {
             state: Mutex::new(st),
             loaded,
             grown: tokio::sync::Notify::new(),
+            truncating: Mutex::new(()),
         })
     }
 
@@ -520,29 +524,42 @@ impl Partition {
     /// Moves the log start to `offset` (DeleteRecords, retention) and gives back whole batches
     /// below it. Returns the new log start.
     pub fn truncate_before(&self, store: &Walrus, offset: i64) -> Result<i64, ResponseError> {
-        let mut st = self.lock();
-        let offset = offset.min(st.next_offset);
-        if offset <= st.log_start {
-            return Ok(st.log_start);
-        }
-        let keep = st.batches.partition_point(|b| b.last_offset < offset);
-        let position = st
-            .batches
-            .get(keep)
-            .map(|b| b.position)
-            .or_else(|| st.batches.back().map(|b| b.position + 1))
-            .unwrap_or(0);
+        // One truncation at a time; appends and reads go on meanwhile.
+        let _one = self
+            .truncating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (offset, position) = {
+            let st = self.lock();
+            let offset = offset.min(st.next_offset);
+            if offset <= st.log_start {
+                return Ok(st.log_start);
+            }
+            let keep = st.batches.partition_point(|b| b.last_offset < offset);
+            let position = st
+                .batches
+                .get(keep)
+                .map(|b| b.position)
+                .or_else(|| st.batches.back().map(|b| b.position + 1))
+                .unwrap_or(0);
+            (offset, position)
+        };
+        // The new log start is made durable (the data flush, the expensive part) outside the
+        // partition's lock: batches at or after it are untouched, so produce and fetch continue.
         store
             .set_cursor(&self.wal, LOG_START_CURSOR, position, &offset.to_le_bytes())
             .map_err(storage_error)?;
         store.flush().map_err(storage_error)?;
+        // Storage and the batch index drop the batches below it together.
+        let mut st = self.lock();
         store
             .truncate_before(&self.wal, position)
             .map_err(storage_error)?;
+        let keep = st.batches.partition_point(|b| b.last_offset < offset);
         st.forget_batches(keep);
-        st.log_start = offset;
+        st.log_start = st.log_start.max(offset);
         st.forget_aborted_before(offset);
-        Ok(offset)
+        Ok(st.log_start)
     }
 }
 
