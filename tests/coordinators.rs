@@ -175,3 +175,118 @@ async fn a_transaction_past_its_timeout_is_aborted_and_fenced() {
     let e = tusk::handlers::end_txn::handle(&b, end, 3).await;
     assert_eq!(e.error_code, 90, "PRODUCER_FENCED");
 }
+
+async fn commit(b: &Broker, group: &str, topic: &str, offset: i64) -> i16 {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    tusk::handlers::offset_commit::handle(b, req, 7)
+        .await
+        .topics[0]
+        .partitions[0]
+        .error_code
+}
+
+async fn committed(b: &Broker, group: &str, topic: &str) -> i64 {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_indexes(vec![0]),
+        ]));
+    tusk::handlers::offset_fetch::handle(b, req, 7).await.topics[0].partitions[0].committed_offset
+}
+
+/// Offsets of a group with no members expire offsets.retention.minutes after their commit
+/// (Kafka's rule for empty groups), not before.
+#[tokio::test(start_paused = true)]
+async fn offsets_of_an_empty_group_expire_after_the_retention() {
+    let b = broker(&["--offsets-retention-minutes", "10"]).await;
+    b.create_topic("t", 1, Default::default()).unwrap();
+    assert_eq!(commit(&b, "idle", "t", 42).await, 0);
+    tokio::time::advance(Duration::from_secs(9 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        committed(&b, "idle", "t").await,
+        42,
+        "kept within the retention"
+    );
+    tokio::time::advance(Duration::from_secs(2 * 60)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(committed(&b, "idle", "t").await, -1, "expired after it");
+}
+
+async fn init_txn(b: &Broker, id: &str) -> InitProducerIdResponse {
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(id))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    tusk::handlers::init_producer_id::handle(b, init, 3).await
+}
+
+async fn add_partition(b: &Broker, id: &str, r: &InitProducerIdResponse) -> i16 {
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+        .with_v3_and_below_producer_id(r.producer_id)
+        .with_v3_and_below_producer_epoch(r.producer_epoch)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![0]),
+        ]);
+    let a = tusk::handlers::add_partitions_to_txn::handle(b, add, 3).await;
+    a.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+async fn end_txn(b: &Broker, id: &str, r: &InitProducerIdResponse, commit: bool) -> i16 {
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_producer_id(r.producer_id)
+        .with_producer_epoch(r.producer_epoch)
+        .with_committed(commit);
+    tusk::handlers::end_txn::handle(b, end, 3).await.error_code
+}
+
+/// A second InitProducerId for the same transactional id bumps the epoch, aborts the open
+/// transaction and fences the first instance; an EndTxn retried after success succeeds again
+/// (the client retries when its answer was lost), a different decision does not.
+#[tokio::test(start_paused = true)]
+async fn init_producer_id_fences_and_end_txn_retries_are_idempotent() {
+    let b = broker(&[]).await;
+    b.create_topic("t", 1, Default::default()).unwrap();
+    let first = init_txn(&b, "tx").await;
+    assert_eq!(first.error_code, 0);
+    assert_eq!(add_partition(&b, "tx", &first).await, 0);
+    let second = init_txn(&b, "tx").await;
+    assert_eq!(second.error_code, 0);
+    assert_eq!(second.producer_id, first.producer_id);
+    assert!(second.producer_epoch > first.producer_epoch);
+    assert_eq!(
+        end_txn(&b, "tx", &first, true).await,
+        90,
+        "the first instance is fenced"
+    );
+    assert_eq!(add_partition(&b, "tx", &second).await, 0);
+    assert_eq!(end_txn(&b, "tx", &second, true).await, 0);
+    assert_eq!(
+        end_txn(&b, "tx", &second, true).await,
+        0,
+        "a retried commit succeeds"
+    );
+    assert_ne!(
+        end_txn(&b, "tx", &second, false).await,
+        0,
+        "an abort after the commit does not"
+    );
+}

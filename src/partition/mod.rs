@@ -525,10 +525,7 @@ impl Partition {
     /// below it. Returns the new log start.
     pub fn truncate_before(&self, store: &Walrus, offset: i64) -> Result<i64, ResponseError> {
         // One truncation at a time; appends and reads go on meanwhile.
-        let _one = self
-            .truncating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one = self.truncating.lock().unwrap_or_else(|p| p.into_inner());
         let (offset, position) = {
             let st = self.lock();
             let offset = offset.min(st.next_offset);
