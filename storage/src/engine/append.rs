@@ -1,0 +1,233 @@
+//! The append path: plan the bytes (tail block, new blocks, entry headers), reserve disk
+//! space, write them in one submission, then commit in memory.
+
+use super::*;
+
+impl Shared {
+    /// Writes entries (one atomic batch) at the topic's tail.
+    pub(super) fn append_entries(
+        &self,
+        t: &Arc<Topic>,
+        entries: &[&[u8]],
+    ) -> io::Result<Range<u64>> {
+        self.check_poisoned()?;
+        let max_entry = self.block_size * self.blocks_per_file as u64
+            - BLOCK_HEADER_SIZE
+            - ENTRY_HEADER_SIZE as u64;
+        if let Some(e) = entries.iter().find(|e| e.len() as u64 > max_entry) {
+            return Err(invalid_input(format!(
+                "entry of {} bytes exceeds the largest possible ({max_entry})",
+                e.len()
+            )));
+        }
+        let mut st = lock(&t.state);
+        if st.deleted {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("topic {} was deleted", t.name),
+            ));
+        }
+        let stride = self.sample_stride();
+        // Plan: the tail block (if writable) and any new blocks, each with the bytes to write.
+        struct Planned {
+            block: Block,
+            is_new: bool,
+            write_from: u64,
+            buf: Vec<u8>,
+        }
+        let mut plan: Vec<Planned> = Vec::new();
+        if let Some(b) = st.blocks.back() {
+            if !b.sealed {
+                plan.push(Planned {
+                    block: b.clone(),
+                    is_new: false,
+                    write_from: b.end,
+                    buf: Vec::new(),
+                });
+            }
+        }
+        let mut pos = st.next_position;
+        let mut seq = st.next_seq;
+        let n = entries.len();
+        for (i, data) in entries.iter().enumerate() {
+            let need = (ENTRY_HEADER_SIZE + data.len()) as u64;
+            let fits = plan
+                .last()
+                .is_some_and(|p| p.block.end + need <= p.block.span as u64 * self.block_size);
+            if !fits {
+                if let Some(p) = plan.last_mut() {
+                    p.block.sealed = true;
+                }
+                let span = (BLOCK_HEADER_SIZE + need).div_ceil(self.block_size) as u32;
+                let (file, index) = match self.allocate(span) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let fresh: Vec<Block> = plan
+                            .iter()
+                            .filter(|p| p.is_new)
+                            .map(|p| p.block.clone())
+                            .collect();
+                        let _ = self.release_blocks(&fresh);
+                        return Err(e);
+                    }
+                };
+                let header = BlockHeader {
+                    span,
+                    incarnation: st.incarnation,
+                    seq,
+                    first_position: pos,
+                    topic: t.name.as_bytes().to_vec(),
+                }
+                .encode();
+                let mut buf = header;
+                buf.resize(BLOCK_HEADER_SIZE as usize, 0);
+                plan.push(Planned {
+                    block: Block {
+                        file,
+                        index,
+                        span,
+                        first_position: pos,
+                        end: BLOCK_HEADER_SIZE,
+                        next_position: pos,
+                        last_generation: self.generation,
+                        samples: vec![(pos, BLOCK_HEADER_SIZE)],
+                        sealed: false,
+                        ckpt: (0, 0, false),
+                        stamp: 0,
+                        reserved: 0,
+                    },
+                    is_new: true,
+                    write_from: 0,
+                    buf,
+                });
+                seq += 1;
+            }
+            let Some(p) = plan.last_mut() else {
+                return Err(io::Error::other("append plan has no block"));
+            };
+            let last_sample = p.block.samples.last().map(|s| s.1).unwrap_or(0);
+            if p.block.end - last_sample >= stride && p.block.samples.len() < MAX_SAMPLES {
+                p.block.samples.push((pos, p.block.end));
+            }
+            EntryHeader {
+                payload_len: data.len() as u32,
+                position: pos,
+                incarnation: st.incarnation,
+                generation: self.generation,
+                batch_left: (n - 1 - i) as u16,
+            }
+            .encode_with_payload(data, &mut p.buf);
+            p.block.end += need;
+            p.block.next_position = pos + 1;
+            p.block.last_generation = self.generation;
+            pos += 1;
+        }
+        // Reserve disk space for what is about to be written (a full disk fails here, before
+        // any byte is written, and poisons nothing).
+        for p in plan.iter_mut().filter(|p| !p.buf.is_empty()) {
+            let need = p.write_from + p.buf.len() as u64;
+            if need <= p.block.reserved {
+                continue;
+            }
+            let capacity = p.block.span as u64 * self.block_size;
+            let grown = need
+                .max(p.block.reserved * 2)
+                .max(RESERVE_MIN)
+                .next_multiple_of(4096)
+                .min(capacity);
+            let at = p.block.index as u64 * self.block_size + p.block.reserved;
+            if let Err(e) = p.block.file.file.allocate(at, grown - p.block.reserved) {
+                let fresh: Vec<Block> = plan
+                    .iter()
+                    .filter(|p| p.is_new)
+                    .map(|p| p.block.clone())
+                    .collect();
+                let _ = self.release_blocks(&fresh);
+                return Err(e);
+            }
+            p.block.reserved = grown;
+        }
+        // Write: one contiguous run per block touched, all submitted together.
+        let base = |b: &Block| b.index as u64 * self.block_size;
+        let runs: Vec<(&WalFile, u64, &[u8])> = plan
+            .iter()
+            .filter(|p| !p.buf.is_empty())
+            .map(|p| (&*p.block.file, base(&p.block) + p.write_from, &p.buf[..]))
+            .collect();
+        // Batches go through io_uring (fd backend); a single entry is one pwrite either way.
+        if let Err(e) = self.write_runs(&runs, n > 1) {
+            self.poison("write failed", &e);
+            return Err(e);
+        }
+        // Commit in memory: readers see the entries from here on.
+        let start = st.next_position;
+        // The file is marked dirty before the block's new end is published (both under the topic
+        // lock), so a flush that snapshots this block's end also finds its file to sync.
+        {
+            let mut dirty = lock(&self.dirty_files);
+            for p in &mut plan {
+                if !p.buf.is_empty() {
+                    p.block.stamp = p.block.file.writes.fetch_add(1, Ordering::SeqCst) + 1;
+                }
+                dirty
+                    .entry(p.block.file.id)
+                    .or_insert_with(|| p.block.file.clone());
+            }
+        }
+        for p in plan {
+            if p.is_new {
+                st.blocks.push_back(p.block);
+            } else if let Some(b) = st.blocks.back_mut() {
+                *b = p.block;
+            }
+        }
+        st.next_position = pos;
+        st.next_seq = seq;
+        drop(st);
+        lock(&self.dirty_topics)
+            .entry(t.name.clone())
+            .or_insert_with(|| t.clone());
+        let ticket = self.write_ticket.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.schedule == FsyncSchedule::SyncEach {
+            self.flush_upto(ticket, false)?;
+        }
+        Ok(start..pos)
+    }
+
+    pub(super) fn write_runs(
+        &self,
+        runs: &[(&WalFile, u64, &[u8])],
+        batch: bool,
+    ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if batch && fd_backend_enabled() {
+            if let Some(ring) = self
+                .ring
+                .as_ref()
+                .filter(|r| r.is_usable() && r.worth_trying())
+            {
+                // Only files with a real descriptor go through the ring (a simulated disk has
+                // none).
+                let ops: Option<Vec<crate::uring::WriteOp>> = runs
+                    .iter()
+                    .map(|(f, off, data)| {
+                        Some(crate::uring::WriteOp {
+                            file: f.file.as_file()?,
+                            offset: *off,
+                            data,
+                        })
+                    })
+                    .collect();
+                if let Some(ops) = ops {
+                    return ring.write_all(&ops);
+                }
+            }
+        }
+        let _ = batch;
+        // Sequential writes (the mmap backend writes this way too: see mmap.rs).
+        for (f, off, data) in runs {
+            f.file.write_all_at(data, *off)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! The read path: block locations snapshotted under the topic lock, then entries scanned
+//! and checked outside it (through the mapping or with pread).
+
+use super::*;
+
+impl Shared {
+    /// Block locations covering a read from `position`, snapshotted under the topic lock.
+    pub(super) fn plan_read(
+        &self,
+        st: &TopicState,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> (Vec<ReadSpan>, u64) {
+        // Entries before the retention mark are gone even if their block is still there.
+        let position = position.max(st.first_position);
+        if position >= st.next_position || max_entries == 0 {
+            return (Vec::new(), position);
+        }
+        let i = st
+            .blocks
+            .partition_point(|b| b.first_position <= position)
+            .saturating_sub(1);
+        let mut spans = Vec::new();
+        let mut budget = (max_bytes as u64).saturating_add(READ_CHUNK);
+        let past_last = position.saturating_add(max_entries.min(MAX_BATCH_ENTRIES) as u64);
+        for b in st.blocks.iter().skip(i) {
+            if b.next_position <= position || b.end <= BLOCK_HEADER_SIZE {
+                continue;
+            }
+            let (start_position, start) = b
+                .samples
+                .iter()
+                .rev()
+                .find(|s| s.0 <= position)
+                .copied()
+                .unwrap_or((b.first_position, BLOCK_HEADER_SIZE));
+            let read_end = b
+                .samples
+                .iter()
+                .find(|s| s.0 >= past_last)
+                .map(|s| s.1)
+                .unwrap_or(b.end);
+            spans.push(ReadSpan {
+                file: b.file.clone(),
+                base: b.index as u64 * self.block_size,
+                start,
+                start_position,
+                end: b.end,
+                read_end,
+            });
+            let got = b.end - start;
+            if got >= budget {
+                break;
+            }
+            budget -= got;
+        }
+        (spans, position)
+    }
+
+    /// Reads and verifies entries from snapshotted spans.
+    pub(super) fn read_spans(
+        &self,
+        topic: &str,
+        spans: Vec<ReadSpan>,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> io::Result<Vec<PositionedEntry>> {
+        let mut out: Vec<PositionedEntry> = Vec::new();
+        self.visit_spans(
+            topic,
+            spans,
+            position,
+            max_bytes,
+            max_entries,
+            &mut |pos, data| {
+                out.push(PositionedEntry {
+                    position: pos,
+                    data: data.to_vec(),
+                })
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Reads and verifies entries from snapshotted spans, handing each payload to `visit`
+    /// without copying it. Returns the number of entries visited.
+    pub(super) fn visit_spans(
+        &self,
+        topic: &str,
+        spans: Vec<ReadSpan>,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> io::Result<usize> {
+        let mut count = 0usize;
+        let mut bytes = 0usize;
+        let max_entries = max_entries.min(MAX_BATCH_ENTRIES);
+        let corrupt = |pos: u64, what: &str| {
+            invalid(format!(
+                "topic {topic}: corrupt entry at position {pos} ({what})"
+            ))
+        };
+        // At least one entry, then only whole entries within the byte budget.
+        let fits =
+            |count: usize, bytes: usize, len: u32| count == 0 || bytes + len as usize <= max_bytes;
+        // Verifies and hands over one entry (header and payload); true once the read is full.
+        let take = |count: &mut usize,
+                    bytes: &mut usize,
+                    pos: u64,
+                    entry: &[u8],
+                    visit: &mut dyn FnMut(u64, &[u8])|
+         -> io::Result<bool> {
+            if !EntryHeader::crc_ok(entry) {
+                return Err(corrupt(pos, "checksum mismatch"));
+            }
+            *bytes += entry.len() - ENTRY_HEADER_SIZE;
+            visit(pos, &entry[ENTRY_HEADER_SIZE..]);
+            *count += 1;
+            Ok(*count >= max_entries || *bytes >= max_bytes)
+        };
+        for span in spans {
+            if let Some(map) = span.file.mapped() {
+                // mmap backend: entries are slices of the mapping, nothing is copied.
+                let mut off = span.start;
+                let mut pos = span.start_position;
+                while off + ENTRY_HEADER_SIZE as u64 <= span.end {
+                    let hdr = crate::mmap::slice(map, span.base + off, ENTRY_HEADER_SIZE)?;
+                    let h = EntryHeader::decode_unchecked(hdr)
+                        .ok_or_else(|| corrupt(pos, "bad header"))?;
+                    if h.position != pos {
+                        return Err(corrupt(pos, "position out of sequence"));
+                    }
+                    let total = ENTRY_HEADER_SIZE + h.payload_len as usize;
+                    if off + total as u64 > span.end {
+                        return Err(corrupt(pos, "length past block end"));
+                    }
+                    if pos >= position {
+                        if !fits(count, bytes, h.payload_len) {
+                            return Ok(count);
+                        }
+                        let entry = crate::mmap::slice(map, span.base + off, total)?;
+                        if take(&mut count, &mut bytes, pos, entry, visit)? {
+                            return Ok(count);
+                        }
+                    }
+                    off += total as u64;
+                    pos += 1;
+                    if off >= span.read_end {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let mut off = span.start;
+            let mut pos = span.start_position;
+            while off < span.end {
+                let limit = span
+                    .read_end
+                    .max(off + ENTRY_HEADER_SIZE as u64)
+                    .min(span.end);
+                let want = READ_CHUNK
+                    .max((max_bytes.saturating_sub(bytes) as u64).saturating_add(64))
+                    .min(limit - off);
+                let mut buf = Scratch::take(want as usize);
+                span.file.file.read_exact_at(&mut buf, span.base + off)?;
+                let mut p = 0usize;
+                while p + ENTRY_HEADER_SIZE <= buf.len() {
+                    let h = EntryHeader::decode_unchecked(&buf[p..])
+                        .ok_or_else(|| corrupt(pos, "bad header"))?;
+                    if h.position != pos {
+                        return Err(corrupt(pos, "position out of sequence"));
+                    }
+                    let total = ENTRY_HEADER_SIZE + h.payload_len as usize;
+                    if off + (p + total) as u64 > span.end {
+                        return Err(corrupt(pos, "length past block end"));
+                    }
+                    let owned;
+                    let entry: &[u8] = if p + total <= buf.len() {
+                        &buf[p..p + total]
+                    } else if p == 0 {
+                        let mut big = vec![0u8; total];
+                        span.file.file.read_exact_at(&mut big, span.base + off)?;
+                        owned = big;
+                        &owned
+                    } else {
+                        break;
+                    };
+                    if pos >= position {
+                        if !fits(count, bytes, h.payload_len) {
+                            return Ok(count);
+                        }
+                        if take(&mut count, &mut bytes, pos, entry, visit)? {
+                            return Ok(count);
+                        }
+                    }
+                    p += total;
+                    pos += 1;
+                    if entry.len() > buf.len() {
+                        break;
+                    }
+                }
+                off += p as u64;
+            }
+        }
+        Ok(count)
+    }
+}
+
+thread_local! {
+    /// A read buffer reused across reads on this thread: large reads would otherwise pay for
+    /// fresh zeroed pages (page faults and clearing) every time.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Buffers above this size are not kept between reads.
+const SCRATCH_KEEP: usize = 16 << 20;
+
+/// The thread's scratch buffer, handed back when dropped (on every return path).
+pub(super) struct Scratch(Vec<u8>);
+
+impl Scratch {
+    pub(super) fn take(len: usize) -> Scratch {
+        let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        v.resize(len, 0);
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() <= SCRATCH_KEEP {
+            SCRATCH.with(|s| *s.borrow_mut() = v);
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}

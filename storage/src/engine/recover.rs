@@ -1,0 +1,443 @@
+//! Opening an instance: every file's block headers, topic lives, chains rebuilt from
+//! checkpoints plus a scan of what followed them, orphans invalidated, dead files removed.
+
+use super::*;
+
+struct FoundBlock {
+    file: Arc<WalFile>,
+    index: u32,
+    header: BlockHeader,
+    ckpt: Option<Checkpoint>,
+}
+
+pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
+    let (index, state) = IndexLog::open(vfs.clone(), root)?;
+    let generation = state.max_generation + 1;
+    let upto = index.append(&[Record::Open { generation }])?;
+    index.sync_upto(upto)?;
+    let file_len = cfg.block_size * cfg.blocks_per_file as u64;
+
+    // 1. Every file, every block header.
+    let mut alloc = Allocator::default();
+    let mut found: Vec<FoundBlock> = Vec::new();
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    for name in vfs.list_dir(root)? {
+        if name.ends_with(".tmp") {
+            // A file creation that never completed.
+            vfs.remove_file(&root.join(&name))?;
+            continue;
+        }
+        if let Ok(id) = name.parse::<u64>() {
+            names.push((id, root.join(&name)));
+        }
+    }
+    names.sort();
+    for (id, path) in names {
+        let file = vfs.open(&path, OpenMode::Existing)?;
+        let len = file.size()?;
+        if len != file_len {
+            return Err(invalid(format!(
+                "{} is {len} bytes, expected {file_len} (block size {} × {} blocks)",
+                path.display(),
+                cfg.block_size,
+                cfg.blocks_per_file
+            )));
+        }
+        // What a killed process left in the page cache is made durable before recovery trusts
+        // it (and before any new checkpoint can claim it). Cheap when nothing is dirty.
+        file.sync_data()?;
+        let wf = Arc::new(WalFile {
+            id,
+            path,
+            file,
+            map: Default::default(),
+            writes: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        });
+        let mut allocated = 0u32;
+        let mut i = 0u32;
+        let mut hdr = vec![0u8; BLOCK_HEADER_SIZE as usize];
+        while i < cfg.blocks_per_file {
+            wf.file.read_exact_at(&mut hdr, i as u64 * cfg.block_size)?;
+            match BlockHeader::decode(&hdr) {
+                Some(h) if i + h.span <= cfg.blocks_per_file => {
+                    let ckpt = CHECKPOINT_SLOTS
+                        .iter()
+                        .filter_map(|s| {
+                            Checkpoint::decode(
+                                &hdr[*s as usize..*s as usize + CHECKPOINT_SLOT_SIZE],
+                            )
+                        })
+                        .max_by_key(|c| c.seq);
+                    let span = h.span;
+                    found.push(FoundBlock {
+                        file: wf.clone(),
+                        index: i,
+                        header: h,
+                        ckpt,
+                    });
+                    i += span;
+                    allocated = i;
+                }
+                _ => i += 1,
+            }
+        }
+        alloc.last_id = alloc.last_id.max(id);
+        alloc.files.insert(
+            id,
+            FileMeta {
+                file: wf,
+                allocated,
+                live: 0,
+            },
+        );
+    }
+
+    let mut recovery = RecoveryStats {
+        blocks: found.len() as u64,
+        scanned_bytes: 0,
+    };
+    // 2. Group by topic life; drop deleted and superseded lives.
+    let mut lives: HashMap<Vec<u8>, BTreeMap<u64, Vec<FoundBlock>>> = HashMap::new();
+    let mut max_incarnation_gen = 0u64;
+    for b in found {
+        max_incarnation_gen = max_incarnation_gen.max(b.header.incarnation >> 32);
+        lives
+            .entry(b.header.topic.clone())
+            .or_default()
+            .entry(b.header.incarnation)
+            .or_default()
+            .push(b);
+    }
+    let mut topics = HashMap::new();
+    let mut to_invalidate: Vec<(Arc<WalFile>, u32)> = Vec::new();
+    let mut live_blocks: Vec<(u64, u32)> = Vec::new();
+    for (name_bytes, mut by_inc) in lives {
+        let deleted = state.deleted.get(&name_bytes);
+        by_inc.retain(|inc, _| !deleted.is_some_and(|d| d.contains(inc)));
+        let Some((&inc, _)) = by_inc.iter().next_back() else {
+            continue;
+        };
+        let Some(mut blocks) = by_inc.remove(&inc) else {
+            continue;
+        };
+        let Ok(name) = String::from_utf8(name_bytes.clone()) else {
+            continue;
+        };
+        blocks.sort_by_key(|b| b.header.seq);
+        let trim = state
+            .trims
+            .get(&(name_bytes.clone(), inc))
+            .copied()
+            .unwrap_or(0);
+        let next_seq = blocks.last().map(|b| b.header.seq + 1).unwrap_or(0);
+        // Blocks wholly before the retention mark are dead without a scan.
+        let first_live = (0..blocks.len())
+            .find(|&k| {
+                blocks
+                    .get(k + 1)
+                    .is_none_or(|nb| nb.header.first_position > trim)
+            })
+            .unwrap_or(0);
+        // The chain must start where the topic starts (its first block holds the retention
+        // mark's position, or position 0): if that block never reached the disk (a power cut
+        // before any sync), later blocks that did are not a log but a hole, and go.
+        let starts_right = blocks
+            .get(first_live)
+            .is_none_or(|b| b.header.first_position <= trim);
+        let mut chain = if starts_right {
+            rebuild_chain(inc, &blocks[first_live..], cfg, &mut recovery)?
+        } else {
+            Vec::new()
+        };
+        for b in &blocks[first_live + chain.len()..] {
+            to_invalidate.push((b.file.clone(), b.index));
+        }
+        if chain.last().is_some_and(|b| b.next_position < trim) {
+            // The retention mark (durable when it returned) covers entries that were never
+            // synced and that a power loss took: every block left is below the mark. They go,
+            // and appends restart at the mark in a fresh block (a block's positions are dense).
+            for b in chain.drain(..) {
+                to_invalidate.push((b.file.clone(), b.index));
+            }
+        }
+        let next_position = chain
+            .last()
+            .map(|b| b.next_position)
+            .unwrap_or(trim)
+            .max(trim);
+        let first_position = chain
+            .first()
+            .map(|b| b.first_position)
+            .unwrap_or(next_position)
+            .max(trim);
+        for b in &chain {
+            live_blocks.push((b.file.id, b.span));
+        }
+        topics.insert(
+            name.clone(),
+            Arc::new(Topic {
+                name,
+                state: Mutex::new(TopicState {
+                    incarnation: inc,
+                    first_position,
+                    next_position,
+                    next_seq,
+                    blocks: chain.into(),
+                    deleted: false,
+                    reads_since_persist: 0,
+                }),
+                batch_in_flight: AtomicBool::new(false),
+            }),
+        );
+    }
+    // Topics whose every block is gone but whose retention mark remembers the position.
+    for ((name_bytes, inc), pos) in &state.trims {
+        let Ok(name) = String::from_utf8(name_bytes.clone()) else {
+            continue;
+        };
+        if topics.contains_key(&name) {
+            continue;
+        }
+        topics.insert(
+            name.clone(),
+            Arc::new(Topic {
+                name,
+                state: Mutex::new(TopicState {
+                    incarnation: *inc,
+                    first_position: *pos,
+                    next_position: *pos,
+                    next_seq: 0,
+                    blocks: VecDeque::new(),
+                    deleted: false,
+                    reads_since_persist: 0,
+                }),
+                batch_in_flight: AtomicBool::new(false),
+            }),
+        );
+    }
+
+    // 3. Orphans (blocks past a torn tail) lose their header so they are never read again.
+    let mut synced: HashMap<u64, Arc<WalFile>> = HashMap::new();
+    for (f, idx) in to_invalidate {
+        f.file
+            .write_all_at(&[0u8; 8], idx as u64 * cfg.block_size)?;
+        synced.insert(f.id, f);
+    }
+    for f in synced.values() {
+        f.file.sync_data()?;
+    }
+
+    // 4. Live counts; files with nothing alive go.
+    for (id, span) in live_blocks {
+        if let Some(m) = alloc.files.get_mut(&id) {
+            m.live += span;
+        }
+    }
+    let last = alloc.files.keys().next_back().copied();
+    let dead_files: Vec<u64> = alloc
+        .files
+        .iter()
+        .filter(|(id, m)| m.live == 0 && (Some(**id) != last || m.allocated == cfg.blocks_per_file))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in dead_files {
+        if let Some(m) = alloc.files.remove(&id) {
+            vfs.remove_file(&m.file.path)?;
+        }
+    }
+    alloc.current = alloc
+        .files
+        .iter()
+        .next_back()
+        .filter(|(_, m)| m.allocated < cfg.blocks_per_file)
+        .map(|(id, _)| *id);
+
+    // 5. Cursors never point past the data.
+    let mut cursors: HashMap<String, BTreeMap<Vec<u8>, Cursor>> = HashMap::new();
+    for (t, m) in state.cursors {
+        let Ok(name) = String::from_utf8(t) else {
+            continue;
+        };
+        let next = topics
+            .get(&name)
+            .map(|t: &Arc<Topic>| lock(&t.state).next_position)
+            .unwrap_or(0);
+        let m = m
+            .into_iter()
+            .map(|(k, mut c)| {
+                c.position = c.position.min(next);
+                (k, c)
+            })
+            .collect();
+        cursors.insert(name, m);
+    }
+
+    let incarnation_base = (generation as u64) << 32;
+    debug_assert!(max_incarnation_gen < generation as u64);
+    Ok(Shared {
+        vfs,
+        preallocate_ahead: cfg.preallocate_ahead,
+        root: root.to_path_buf(),
+        recovery,
+        block_size: cfg.block_size,
+        blocks_per_file: cfg.blocks_per_file,
+        consistency: cfg.consistency,
+        schedule: cfg.schedule,
+        generation,
+        next_incarnation: AtomicU64::new(incarnation_base),
+        alloc: Mutex::new(alloc),
+        topics: RwLock::new(topics),
+        index,
+        cursors: Mutex::new(cursors),
+        dirty_topics: Mutex::new(HashMap::new()),
+        dirty_files: Mutex::new(HashMap::new()),
+        write_ticket: AtomicU64::new(0),
+        durable_ticket: AtomicU64::new(0),
+        flush_lock: Mutex::new(Instant::now()),
+        poisoned: Mutex::new(None),
+        #[cfg(target_os = "linux")]
+        ring: if cfg.io_uring {
+            crate::uring::Ring::new()
+        } else {
+            None
+        },
+        shutdown: Mutex::new(false),
+        shutdown_cv: Condvar::new(),
+    })
+}
+
+/// Rebuilds a topic's chain from its blocks (sorted by seq): trusts checkpoints, scans only what
+/// came after them, and stops at the first block that does not continue the chain.
+fn rebuild_chain(
+    incarnation: u64,
+    blocks: &[FoundBlock],
+    cfg: &WalrusBuilder,
+    stats: &mut RecoveryStats,
+) -> io::Result<Vec<Block>> {
+    let mut chain: Vec<Block> = Vec::new();
+    // Scan state carried across blocks: entries of an unfinished batch are tentative.
+    let mut expect_pos: Option<u64> = None;
+    let mut last_gen = 0u32;
+    // (chain index, end, next_position, samples len) at the last batch boundary.
+    let mut committed: Option<(usize, u64, u64, usize)> = None;
+    for fb in blocks {
+        let h = &fb.header;
+        if let Some(p) = expect_pos {
+            if h.first_position != p {
+                break;
+            }
+        }
+        let capacity = h.span as u64 * cfg.block_size;
+        let mut b = Block {
+            file: fb.file.clone(),
+            index: fb.index,
+            span: h.span,
+            first_position: h.first_position,
+            end: BLOCK_HEADER_SIZE,
+            next_position: h.first_position,
+            last_generation: last_gen,
+            samples: vec![(h.first_position, BLOCK_HEADER_SIZE)],
+            sealed: false,
+            ckpt: (0, 0, false),
+            stamp: 0,
+            // What was written is reserved; beyond it, reserving again is harmless.
+            reserved: 0,
+        };
+        if let Some(c) = &fb.ckpt {
+            if c.end >= BLOCK_HEADER_SIZE
+                && c.end <= capacity
+                && c.next_position >= h.first_position
+            {
+                b.end = c.end;
+                b.next_position = c.next_position;
+                b.last_generation = c.last_generation;
+                b.samples = c.samples.clone();
+                b.sealed = c.sealed;
+                b.ckpt = (c.seq, c.end, c.sealed);
+                last_gen = c.last_generation;
+            }
+        }
+        let idx = chain.len();
+        committed = committed.or(Some((idx, b.end, b.next_position, b.samples.len())));
+        if b.ckpt.0 > 0 && committed.is_some_and(|c| c.0 < idx) {
+            // A checkpoint only ever covers whole batches.
+            committed = Some((idx, b.end, b.next_position, b.samples.len()));
+        }
+        if !b.sealed {
+            // Scan from the checkpoint (or the block start) to the first invalid entry.
+            let base = fb.index as u64 * cfg.block_size;
+            let stride = (cfg.block_size / MAX_SAMPLES as u64).max(4096);
+            let mut off = b.end;
+            let mut pos = b.next_position;
+            let mut buf = Vec::new();
+            let mut buf_at = u64::MAX;
+            let mut chunk = 4096u64;
+            'scan: while off + ENTRY_HEADER_SIZE as u64 <= capacity {
+                // Keep a window of the file in memory.
+                let need_hdr = off + ENTRY_HEADER_SIZE as u64;
+                if buf_at == u64::MAX || off < buf_at || need_hdr > buf_at + buf.len() as u64 {
+                    // Start small: after a fresh checkpoint there is usually nothing to scan.
+                    let n = chunk.min(capacity - off);
+                    chunk = (chunk * 2).min(READ_CHUNK);
+                    buf = vec![0u8; n as usize];
+                    fb.file.file.read_exact_at(&mut buf, base + off)?;
+                    stats.scanned_bytes += n;
+                    buf_at = off;
+                }
+                let rel = (off - buf_at) as usize;
+                let Some(eh) = EntryHeader::decode_unchecked(&buf[rel..]) else {
+                    break 'scan;
+                };
+                let total = ENTRY_HEADER_SIZE as u64 + eh.payload_len as u64;
+                if eh.position != pos
+                    || eh.incarnation != incarnation
+                    || eh.generation < last_gen
+                    || off + total > capacity
+                {
+                    break 'scan;
+                }
+                let ok = if rel as u64 + total <= buf.len() as u64 {
+                    EntryHeader::crc_ok(&buf[rel..rel + total as usize])
+                } else {
+                    let mut whole = vec![0u8; total as usize];
+                    fb.file.file.read_exact_at(&mut whole, base + off)?;
+                    EntryHeader::crc_ok(&whole)
+                };
+                if !ok {
+                    break 'scan;
+                }
+                let last_sample = b.samples.last().map(|s| s.1).unwrap_or(0);
+                if off - last_sample >= stride && b.samples.len() < MAX_SAMPLES {
+                    b.samples.push((pos, off));
+                }
+                off += total;
+                pos += 1;
+                last_gen = eh.generation;
+                b.end = off;
+                b.next_position = pos;
+                b.last_generation = eh.generation;
+                if eh.batch_left == 0 {
+                    committed = Some((idx, b.end, b.next_position, b.samples.len()));
+                }
+            }
+            // Whatever stopped the scan (free space, a torn entry), a following block belongs
+            // to the chain only if it starts exactly where this one ends (checked above).
+        }
+        expect_pos = Some(b.next_position);
+        chain.push(b);
+    }
+    // Cut back to the last complete batch.
+    if let Some((idx, end, next, nsamples)) = committed {
+        chain.truncate(idx + 1);
+        if let Some(b) = chain.last_mut() {
+            if b.end != end {
+                b.end = end;
+                b.next_position = next;
+                b.samples.truncate(nsamples.max(1));
+                b.sealed = false;
+            }
+        }
+    }
+    Ok(chain)
+}
