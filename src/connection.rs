@@ -39,16 +39,37 @@ pub async fn serve(
     match serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
         Ok(()) => {}
         // The client went away mid-response: routine, not worth a warning.
-        Err(reason) if reason.starts_with("write failed") => {
-            tracing::debug!(%peer, "closing connection: {reason}")
+        Err(Close::ClientGone(e)) => {
+            tracing::debug!(%peer, "closing connection: write failed: {e}")
         }
-        Err(reason) => tracing::warn!(%peer, "closing connection: {reason}"),
+        Err(Close::Broker(reason)) => tracing::warn!(%peer, "closing connection: {reason}"),
     }
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Frames above this size reserve their bytes from `Broker::request_memory` first.
 const LARGE_FRAME: usize = 64 * 1024;
+
+/// Why the broker closes a connection.
+#[derive(Debug)]
+enum Close {
+    /// Writing an answer failed: the client went away (logged at debug level).
+    ClientGone(std::io::Error),
+    /// A protocol violation, a limit or a timeout (logged as a warning, with the reason).
+    Broker(String),
+}
+
+impl From<String> for Close {
+    fn from(reason: String) -> Close {
+        Close::Broker(reason)
+    }
+}
+
+impl From<&str> for Close {
+    fn from(reason: &str) -> Close {
+        Close::Broker(reason.to_string())
+    }
+}
 
 /// Most answers a connection may owe at once (produce requests waiting for their fsync).
 const MAX_IN_FLIGHT: usize = 64;
@@ -58,7 +79,7 @@ async fn serve_inner(
     sock: &mut TcpStream,
     ctx: &mut ConnCtx,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), Close> {
     let max = broker.config.max_request_bytes;
     let idle_limit = Duration::from_millis(broker.config.connections_max_idle_ms);
     let frame_limit = Duration::from_millis(broker.config.request_read_timeout_ms);
@@ -86,10 +107,10 @@ async fn serve_inner(
                 match tokio::time::timeout(idle_limit, send(sock, reply)).await {
                     Ok(r) => r?,
                     Err(_) => {
-                        return Err(format!(
+                        return Err(Close::from(format!(
                         "answer not taken by the client within {} ms (--connections-max-idle-ms)",
                         idle_limit.as_millis()
-                    ))
+                    )))
                     }
                 }
                 last_active = tokio::time::Instant::now();
@@ -100,7 +121,7 @@ async fn serve_inner(
         } else {
             match split_frame(&mut buf, max) {
                 Ok(f) => f.map(|f| f.freeze()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Close::from(e.to_string())),
             }
         };
         let Some(frame) = frame else {
@@ -126,12 +147,12 @@ async fn serve_inner(
                             frame_started.unwrap_or_else(tokio::time::Instant::now) + frame_limit;
                         match tokio::time::timeout_at(until, wait).await {
                             Ok(Ok(p)) => frame_permit = Some(p),
-                            Ok(Err(_)) => return Err("request memory budget closed".into()),
+                            Ok(Err(_)) => return Err(Close::from("request memory budget closed")),
                             Err(_) => {
-                                return Err(format!(
+                                return Err(Close::from(format!(
                                     "no memory for a {size}-byte request within {} ms (--queued-max-request-bytes)",
                                     frame_limit.as_millis()
-                                ))
+                                )))
                             }
                         }
                     }
@@ -146,13 +167,13 @@ async fn serve_inner(
             };
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Err(match frame_started {
+                    return Err(Close::from(match frame_started {
                         Some(_) => format!("request not complete within {} ms (--request-read-timeout-ms)", frame_limit.as_millis()),
                         None => {
                             tracing::debug!(peer = %ctx.peer, "closing idle connection");
                             return Ok(());
                         }
-                    });
+                    }));
                 }
                 n = sock.read_buf(&mut buf), if owed.len() < MAX_IN_FLIGHT => match n {
                     Ok(0) => {
@@ -167,7 +188,7 @@ async fn serve_inner(
                         continue;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-                    Err(e) => return Err(format!("read failed: {e}")),
+                    Err(e) => return Err(Close::from(format!("read failed: {e}"))),
                 },
                 done = wait_head(&mut owed), if !owed.is_empty() => {
                     done?;
@@ -201,7 +222,7 @@ async fn serve_inner(
                     Ok(r) => r,
                     Err(e) => {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
-                        return Err(e);
+                        return Err(Close::Broker(e));
                     }
                 }
             }
@@ -226,14 +247,14 @@ async fn serve_inner(
                     .map_err(|e| e.to_string())?,
                 ))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Close::from(e.to_string())),
         };
         owed.push_back(reply);
     }
 }
 
 /// Waits until the oldest owed answer is ready (it is then sent by the loop).
-async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), String> {
+async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), Close> {
     if let Some(Reply::Later(h)) = owed.front_mut() {
         let res = h.await.map_err(|e| format!("answer task failed: {e}"))?;
         owed[0] = Reply::Now(res?);
@@ -242,7 +263,7 @@ async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), String> {
 }
 
 /// Writes one answer (a finished `Later` is awaited first; it is ready by then).
-async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), String> {
+async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), Close> {
     let (out, _memory) = match reply {
         Reply::Now(out) => (out, None),
         Reply::Held(out, permit) => (Some(out), Some(permit)),
@@ -252,9 +273,7 @@ async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), String> {
         ),
     };
     if let Some(out) = out {
-        sock.write_all(&out)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
+        sock.write_all(&out).await.map_err(Close::ClientGone)?;
     }
     Ok(())
 }
