@@ -21,6 +21,7 @@ install-test-deps: ## Install kcat and the Python clients the tests drive
 
 test: install-test-deps lint ## Install test needs, lint, and run every test (what CI runs)
 	$(CARGO) build --release --bin tusk
+	./scripts/build-image.sh --binary-only
 	$(CARGO) test --workspace --release
 	TUSK_BIN=$(CURDIR)/target/release/tusk $(PYTHON) -m pytest -q tests/python
 	TUSK_BIN=$(CURDIR)/target/release/tusk ./tests/compat/librdkafka/run.sh ci
