@@ -290,3 +290,90 @@ async fn init_producer_id_fences_and_end_txn_retries_are_idempotent() {
         "an abort after the commit does not"
     );
 }
+
+fn static_join(group: &str, instance: &str, member: StrBytes) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(member)
+        .with_group_instance_id(Some(s(instance)))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(s("range"))
+        .with_metadata(bytes::Bytes::from_static(b"meta"))])
+}
+
+/// KIP-345: a static member that restarts within its session timeout comes back under a new
+/// member id without a rebalance (same generation) and the old id is fenced; one that stays away
+/// longer than the session timeout is removed.
+#[tokio::test(start_paused = true)]
+async fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
+    let b = broker(&["--group-initial-rebalance-delay-ms", "0"]).await;
+    let first = tusk::handlers::join_group::handle(
+        &b,
+        static_join("sg", "i1", StrBytes::default()),
+        7,
+        &ctx(),
+    )
+    .await;
+    assert_eq!(first.error_code, 0, "static members join in one step");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("sg")))
+        .with_generation_id(first.generation_id)
+        .with_member_id(first.member_id.clone())
+        .with_group_instance_id(Some(s("i1")))
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(Some(s("range")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(first.member_id.clone())
+                .with_assignment(bytes::Bytes::from_static(b"all")),
+        ]);
+    assert_eq!(
+        tusk::handlers::sync_group::handle(&b, sync, 5)
+            .await
+            .error_code,
+        0
+    );
+    // "Restart": 5 s of silence, then a join with the same instance id and no member id.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let back = tusk::handlers::join_group::handle(
+        &b,
+        static_join("sg", "i1", StrBytes::default()),
+        7,
+        &ctx(),
+    )
+    .await;
+    assert_eq!(back.error_code, 0);
+    assert_ne!(back.member_id, first.member_id, "a new member id");
+    assert_eq!(back.generation_id, first.generation_id, "no rebalance");
+    let old = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("sg")))
+        .with_generation_id(first.generation_id)
+        .with_member_id(first.member_id.clone())
+        .with_group_instance_id(Some(s("i1")));
+    assert_eq!(
+        tusk::handlers::heartbeat::handle(&b, old, 4)
+            .await
+            .error_code,
+        82,
+        "FENCED_INSTANCE_ID"
+    );
+    // Away past the session timeout: removed.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let hb = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("sg")))
+        .with_generation_id(back.generation_id)
+        .with_member_id(back.member_id.clone())
+        .with_group_instance_id(Some(s("i1")));
+    let code = tusk::handlers::heartbeat::handle(&b, hb, 4)
+        .await
+        .error_code;
+    assert!(
+        code == 25 || code == 82,
+        "removed after the session timeout: {code}"
+    );
+}
