@@ -377,3 +377,55 @@ async fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
         "removed after the session timeout: {code}"
     );
 }
+
+/// A member that keeps heartbeating but does not rejoin a rebalance is dropped when the
+/// rebalance timeout passes, and the rebalance completes without it (not before the timeout).
+#[tokio::test(start_paused = true)]
+async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
+    let b = broker(&["--group-initial-rebalance-delay-ms", "0"]).await;
+    let (a, gen) = join_and_sync(&b, "rb", 10_000).await;
+    // B arrives: a rebalance starts and B's join waits for A to rejoin.
+    let b2 = b.clone();
+    let joining = tokio::spawn(async move {
+        let req = |member: StrBytes| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("rb")))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_member_id(member)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"meta"))])
+        };
+        let first =
+            tusk::handlers::join_group::handle(&b2, req(StrBytes::default()), 7, &ctx()).await;
+        let t = Instant::now();
+        let joined = tusk::handlers::join_group::handle(&b2, req(first.member_id), 7, &ctx()).await;
+        (joined, t.elapsed())
+    });
+    // A heartbeats every 5 s (told a rebalance is on) but never rejoins.
+    let mut told = false;
+    for _ in 0..8 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let code = heartbeat(&b, "rb", &a, gen).await;
+        told |= code == 27;
+        if joining.is_finished() {
+            break;
+        }
+    }
+    assert!(told, "A was told REBALANCE_IN_PROGRESS");
+    let (joined, waited) = joining.await.unwrap();
+    assert_eq!(joined.error_code, 0);
+    assert!(joined.generation_id > gen, "a new generation");
+    assert!(
+        waited >= Duration::from_secs(25) && waited <= Duration::from_secs(45),
+        "the rebalance waited {waited:?} for A (rebalance timeout 30 s)"
+    );
+    assert_ne!(
+        heartbeat(&b, "rb", &a, joined.generation_id).await,
+        0,
+        "A is out"
+    );
+}
