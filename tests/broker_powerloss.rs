@@ -19,9 +19,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record};
 use walrus::sim::SimDisk;
 
 use common::wire::*;
@@ -68,30 +66,15 @@ fn config() -> tusk::config::Config {
 fn one_record(value: &[u8], pid: i64, epoch: i16, seq: i32, transactional: bool) -> bytes::Bytes {
     let rec = Record {
         transactional,
-        control: false,
-        partition_leader_epoch: 0,
         producer_id: pid,
         producer_epoch: epoch,
-        timestamp_type: TimestampType::Creation,
         offset: 0,
         sequence: seq,
         timestamp: 1_700_000_000_000,
-        key: Some(b"k".to_vec().into()),
         value: Some(value.to_vec().into()),
-        headers: Default::default(),
-        delete_horizon: false,
+        ..record(0, Some(b"k".to_vec()), 0)
     };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[rec],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode(&[rec], Compression::None).freeze()
 }
 
 /// One request; `None` if the connection failed (the broker may close it on storage errors).

@@ -465,7 +465,7 @@ fn kafka_validation_of_acks_configs_names_and_assignments() {
 /// expires after producer.id.expiration.ms like Kafka's.
 #[test]
 fn made_up_producer_ids_expire() {
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::Record;
     let mut broker = common::Broker::start(&["--producer-id-expiration-ms", "1500"]);
     let addr = broker.addr();
     assert_eq!(create_topic(&addr, "p", 1, &[]), 0);
@@ -476,30 +476,14 @@ fn made_up_producer_ids_expire() {
     let mut s = connect(&addr);
     for pid in 0..500i64 {
         let rec = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
             producer_id: 1_000_000 + pid,
             producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
             offset: 0,
             sequence: 0,
             timestamp: now,
-            key: None,
-            value: Some(b"v".to_vec().into()),
-            headers: Default::default(),
-            delete_horizon: false,
+            ..record(0, None, 1)
         };
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &[rec],
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
+        let buf = encode(&[rec], Compression::None);
         let req = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(5000)
@@ -965,36 +949,14 @@ fn a_stored_bomb_cannot_crash_a_timestamp_lookup() {
             .unwrap();
         // 300 records of 1 MiB, timestamps 1000, 1001, ...: finding timestamp 1299 means
         // reading into the records, i.e. decompressing.
-        use kafka_protocol::records::{
-            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
+        use kafka_protocol::records::Record;
         let records: Vec<Record> = (0..300)
             .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32, // offset - sequence constant: one batch
-                timestamp: 1000 + i,
-                key: None,
-                value: Some(vec![b'x'; 1 << 20].into()),
-                headers: Default::default(),
-                delete_horizon: false,
+                timestamp: 1000 + i as i64,
+                ..record(i, None, 1 << 20)
             })
             .collect();
-        let mut bomb = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut bomb,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::Zstd,
-            },
-        )
-        .unwrap();
+        let bomb = encode(&records, Compression::Zstd);
         store.append("stored/0", &bomb).unwrap();
         store.flush().unwrap();
     }

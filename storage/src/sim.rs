@@ -95,6 +95,25 @@ enum DirChange {
     Rename { from: PathBuf, to: PathBuf },
 }
 
+impl DirChange {
+    /// Makes this change part of the durable directory entries.
+    fn apply(self, names: &mut BTreeMap<PathBuf, u64>) {
+        match self {
+            DirChange::Link { name, inode } => {
+                names.insert(name, inode);
+            }
+            DirChange::Unlink { name } => {
+                names.remove(&name);
+            }
+            DirChange::Rename { from, to } => {
+                if let Some(i) = names.remove(&from) {
+                    names.insert(to, i);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Disk {
     /// Bumped by every power cut: handles from an earlier epoch are dead.
@@ -270,19 +289,7 @@ impl SimDisk {
             let changes = d.dir_changes.remove(&dir).unwrap_or_default();
             let keep = d.below(changes.len() as u64 + 1) as usize;
             for c in changes.into_iter().take(keep) {
-                match c {
-                    DirChange::Link { name, inode } => {
-                        d.durable_names.insert(name, inode);
-                    }
-                    DirChange::Unlink { name } => {
-                        d.durable_names.remove(&name);
-                    }
-                    DirChange::Rename { from, to } => {
-                        if let Some(i) = d.durable_names.remove(&from) {
-                            d.durable_names.insert(to, i);
-                        }
-                    }
-                }
+                c.apply(&mut d.durable_names);
             }
         }
         d.names = d.durable_names.clone();
@@ -390,19 +397,7 @@ impl Vfs for SimDisk {
         let epoch = d.epoch;
         d.mutate(epoch)?;
         for c in d.dir_changes.remove(dir).unwrap_or_default() {
-            match c {
-                DirChange::Link { name, inode } => {
-                    d.durable_names.insert(name, inode);
-                }
-                DirChange::Unlink { name } => {
-                    d.durable_names.remove(&name);
-                }
-                DirChange::Rename { from, to } => {
-                    if let Some(i) = d.durable_names.remove(&from) {
-                        d.durable_names.insert(to, i);
-                    }
-                }
-            }
+            c.apply(&mut d.durable_names);
         }
         Ok(())
     }

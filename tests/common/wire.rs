@@ -77,52 +77,49 @@ pub fn assert_closed(s: &mut TcpStream) {
     }
 }
 
-pub fn batch(n: usize, value_len: usize) -> BytesMut {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1,
-            key: None,
-            value: Some(vec![b'x'; value_len].into()),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
+/// Record `i` of a test batch: offset and sequence `i` (so the encoder keeps them in one
+/// batch), timestamp 1, a `value_len`-byte value; change fields with struct update syntax.
+pub fn record(i: usize, key: Option<Vec<u8>>, value_len: usize) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i as i64,
+        sequence: i as i32,
+        timestamp: 1,
+        key: key.map(Into::into),
+        value: Some(vec![b'x'; value_len].into()),
+        headers: Default::default(),
+        delete_horizon: false,
+    }
+}
+
+/// `records` encoded as RecordBatch v2 under `compression`.
+pub fn encode(records: &[Record], compression: Compression) -> BytesMut {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .unwrap();
     buf
 }
 
+/// A batch of `n` keyless records with `value_len`-byte values.
+pub fn batch(n: usize, value_len: usize) -> BytesMut {
+    let records: Vec<Record> = (0..n).map(|i| record(i, None, value_len)).collect();
+    encode(&records, Compression::None)
+}
+
 pub fn produce(addr: &str, topic: &str, records: BytesMut) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records.freeze()))])]);
-    let mut s = connect(addr);
-    s.write_all(&request(ApiKey::Produce, 9, 5, &req)).unwrap();
-    let mut resp = bytes::Bytes::from(read_frame(&mut s).unwrap());
-    let _ = ResponseHeader::decode(&mut resp, 1).unwrap();
-    let r = ProduceResponse::decode(&mut resp, 9).unwrap();
-    r.responses[0].partition_responses[0].error_code
+    produce_to(addr, topic, 0, -1, records).error_code
 }
 
 /// Sends one request on `s` and decodes its response (header version by Kafka's rules).
@@ -143,36 +140,12 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.into()))
 }
 
-/// A batch of `n` records with `value_len`-byte values under `compression`.
+/// A batch of `n` keyed records with `value_len`-byte values under `compression`.
 pub fn batch_with(n: usize, value_len: usize, compression: Compression) -> BytesMut {
     let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1,
-            key: Some(format!("k{i}").into_bytes().into()),
-            value: Some(vec![b'x'; value_len].into()),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
+        .map(|i| record(i, Some(format!("k{i}").into_bytes()), value_len))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf
+    encode(&records, compression)
 }
 
 /// Produce one batch to `topic`/`partition` and return the partition's response.

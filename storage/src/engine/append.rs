@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// One block an append writes to: the tail block or a new one, with the bytes for it.
+struct Planned {
+    block: Block,
+    is_new: bool,
+    /// Where in the block `buf` goes.
+    write_from: u64,
+    buf: Vec<u8>,
+}
+
 impl Shared {
     /// Writes entries (one atomic batch) at the topic's tail.
     pub(super) fn append_entries(
@@ -29,12 +38,6 @@ impl Shared {
         }
         let stride = self.sample_stride();
         // Plan: the tail block (if writable) and any new blocks, each with the bytes to write.
-        struct Planned {
-            block: Block,
-            is_new: bool,
-            write_from: u64,
-            buf: Vec<u8>,
-        }
         let mut plan: Vec<Planned> = Vec::new();
         if let Some(b) = st.blocks.back() {
             if !b.sealed {
@@ -62,12 +65,7 @@ impl Shared {
                 let (file, index) = match self.allocate(span) {
                     Ok(x) => x,
                     Err(e) => {
-                        let fresh: Vec<Block> = plan
-                            .iter()
-                            .filter(|p| p.is_new)
-                            .map(|p| p.block.clone())
-                            .collect();
-                        let _ = self.release_blocks(&fresh);
+                        self.release_new_blocks(&plan);
                         return Err(e);
                     }
                 };
@@ -124,6 +122,7 @@ impl Shared {
         }
         // Reserve disk space for what is about to be written (a full disk fails here, before
         // any byte is written, and poisons nothing).
+        let mut failed = None;
         for p in plan.iter_mut().filter(|p| !p.buf.is_empty()) {
             let need = p.write_from + p.buf.len() as u64;
             if need <= p.block.reserved {
@@ -137,15 +136,14 @@ impl Shared {
                 .min(capacity);
             let at = p.block.index as u64 * self.block_size + p.block.reserved;
             if let Err(e) = p.block.file.file.allocate(at, grown - p.block.reserved) {
-                let fresh: Vec<Block> = plan
-                    .iter()
-                    .filter(|p| p.is_new)
-                    .map(|p| p.block.clone())
-                    .collect();
-                let _ = self.release_blocks(&fresh);
-                return Err(e);
+                failed = Some(e);
+                break;
             }
             p.block.reserved = grown;
+        }
+        if let Some(e) = failed {
+            self.release_new_blocks(&plan);
+            return Err(e);
         }
         // Write: one contiguous run per block touched, all submitted together.
         let base = |b: &Block| b.index as u64 * self.block_size;
@@ -229,5 +227,15 @@ impl Shared {
             f.file.write_all_at(data, *off)?;
         }
         Ok(())
+    }
+
+    /// Gives back the blocks a failed append had taken (nothing was written to them).
+    fn release_new_blocks(&self, plan: &[Planned]) {
+        let fresh: Vec<Block> = plan
+            .iter()
+            .filter(|p| p.is_new)
+            .map(|p| p.block.clone())
+            .collect();
+        let _ = self.release_blocks(&fresh);
     }
 }
