@@ -12,6 +12,8 @@ pub mod frame;
 pub mod fuzzing;
 pub mod header;
 pub mod records;
+#[cfg(test)]
+mod test_support;
 pub mod versions;
 
 pub use kafka_protocol;

@@ -308,40 +308,15 @@ fn parse_record(b: &[u8]) -> Option<RecordView<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
 
     fn encode(n: usize, value_len: usize, compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 1000 + i as i64,
-                key: (i % 2 == 0).then(|| format!("k{i}").into_bytes().into()),
-                value: Some(vec![b'x'; value_len].into()),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
+        crate::test_support::encode(
+            n,
+            value_len,
+            |i| (i % 2 == 0).then(|| format!("k{i}").into_bytes()),
+            compression,
         )
-        .unwrap();
-        buf.to_vec()
     }
 
     #[test]

@@ -129,14 +129,7 @@ pub(super) fn create_file(vfs: &dyn Vfs, root: &Path, id: u64, len: u64) -> io::
     }
     vfs.rename(&tmp, &path)?;
     vfs.sync_dir(root)?;
-    Ok(WalFile {
-        id,
-        path,
-        file,
-        map: Default::default(),
-        writes: AtomicU64::new(0),
-        synced: AtomicU64::new(0),
-    })
+    Ok(WalFile::new(id, path, file))
 }
 
 // ----- recovery -----------------------------------------------------------------------------

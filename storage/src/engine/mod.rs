@@ -70,6 +70,17 @@ struct WalFile {
 }
 
 impl WalFile {
+    fn new(id: u64, path: PathBuf, file: Arc<dyn VFile>) -> WalFile {
+        WalFile {
+            id,
+            path,
+            file,
+            map: Default::default(),
+            writes: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        }
+    }
+
     /// The mapping to use now: `Some` under the mmap backend.
     fn mapped(&self) -> Option<&memmap2::MmapRaw> {
         if fd_backend_enabled() {

@@ -46,14 +46,7 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         // What a killed process left in the page cache is made durable before recovery trusts
         // it (and before any new checkpoint can claim it). Cheap when nothing is dirty.
         file.sync_data()?;
-        let wf = Arc::new(WalFile {
-            id,
-            path,
-            file,
-            map: Default::default(),
-            writes: AtomicU64::new(0),
-            synced: AtomicU64::new(0),
-        });
+        let wf = Arc::new(WalFile::new(id, path, file));
         let mut allocated = 0u32;
         let mut i = 0u32;
         let mut hdr = vec![0u8; BLOCK_HEADER_SIZE as usize];
