@@ -61,25 +61,14 @@ fn long_at_least(v: &str, min: i64) -> Result<(), String> {
         )),
     }
 }
-fn int_min0(v: &str) -> Result<(), String> {
-    int_at_least(v, 0)
+/// Kafka's INT configs of at least `MIN` (topic segment.bytes: at least a legacy record's
+/// overhead, 14 bytes, as in Kafka; the broker-level log.segment.bytes has a 1 MiB minimum).
+fn int_min<const MIN: i32>(v: &str) -> Result<(), String> {
+    int_at_least(v, MIN)
 }
-fn int_min1(v: &str) -> Result<(), String> {
-    int_at_least(v, 1)
-}
-fn int_min4(v: &str) -> Result<(), String> {
-    int_at_least(v, 4)
-}
-/// segment.bytes (topic level): at least a legacy record's overhead, 14 bytes, as in Kafka (the
-/// broker-level log.segment.bytes has a 1 MiB minimum).
-fn segment_bytes(v: &str) -> Result<(), String> {
-    int_at_least(v, 14)
-}
-fn long_min0(v: &str) -> Result<(), String> {
-    long_at_least(v, 0)
-}
-fn long_min1(v: &str) -> Result<(), String> {
-    long_at_least(v, 1)
+/// Kafka's LONG configs of at least `MIN`.
+fn long_min<const MIN: i64>(v: &str) -> Result<(), String> {
+    long_at_least(v, MIN)
 }
 fn boolean(v: &str) -> Result<(), String> {
     match v.to_ascii_lowercase().as_str() {
@@ -120,7 +109,7 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "max.message.bytes",
         default: "1048588",
-        validate: int_min0,
+        validate: int_min::<0>,
         doc: "enforced",
     },
     ConfigDef {
@@ -138,19 +127,19 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "segment.bytes",
         default: "1073741824",
-        validate: segment_bytes,
+        validate: int_min::<14>,
         doc: "accepted; Walrus files are 1000 MiB",
     },
     ConfigDef {
         name: "segment.ms",
         default: "604800000",
-        validate: long_min1,
+        validate: long_min::<1>,
         doc: "accepted, not used",
     },
     ConfigDef {
         name: "min.insync.replicas",
         default: "1",
-        validate: int_min1,
+        validate: int_min::<1>,
         doc: "single broker",
     },
     ConfigDef {
@@ -162,67 +151,67 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         default: "9223372036854775807",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "message.timestamp.after.max.ms",
         default: "9223372036854775807",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "flush.messages",
         default: "9223372036854775807",
-        validate: long_min1,
+        validate: long_min::<1>,
         doc: "use --fsync",
     },
     ConfigDef {
         name: "flush.ms",
         default: "9223372036854775807",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "use --fsync",
     },
     ConfigDef {
         name: "delete.retention.ms",
         default: "86400000",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "min.compaction.lag.ms",
         default: "0",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "max.compaction.lag.ms",
         default: "9223372036854775807",
-        validate: long_min1,
+        validate: long_min::<1>,
         doc: "accepted",
     },
     ConfigDef {
         name: "file.delete.delay.ms",
         default: "60000",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "index.interval.bytes",
         default: "4096",
-        validate: int_min0,
+        validate: int_min::<0>,
         doc: "accepted",
     },
     ConfigDef {
         name: "segment.index.bytes",
         default: "10485760",
-        validate: int_min4,
+        validate: int_min::<4>,
         doc: "accepted",
     },
     ConfigDef {
         name: "segment.jitter.ms",
         default: "0",
-        validate: long_min0,
+        validate: long_min::<0>,
         doc: "accepted",
     },
     ConfigDef {

@@ -230,7 +230,8 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     }
 }
 
-fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
+/// A zig-zag varint (Kafka's varint/varlong) at `*at`, advancing it; `None` if cut short.
+pub(crate) fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     let mut z = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*at)?;

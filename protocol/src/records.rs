@@ -11,7 +11,7 @@
 use std::io::{self, Read};
 use std::ops::ControlFlow;
 
-use crate::batch::{BatchError, BatchHeader, HEADER_LEN};
+use crate::batch::{get_varint, BatchError, BatchHeader, HEADER_LEN};
 
 /// A batch may decompress to at most this many times the topic's `max.message.bytes`...
 pub const MAX_DECOMPRESSION_FACTOR: usize = 64;
@@ -50,9 +50,13 @@ pub fn for_each_record(
 ) -> Result<(), BatchError> {
     let h = BatchHeader::parse(batch)?;
     let body = batch.get(HEADER_LEN..).unwrap_or_default();
+    let count = h.records_count.max(0) as usize;
     let codec = h.compression();
+    if codec == 0 {
+        // Uncompressed: the records are read where they are, no copy.
+        return visit_in_place(body, count, &mut visit);
+    }
     let source: Box<dyn Read + '_> = match codec {
-        0 => Box::new(body),
         1 => Box::new(flate2::read::GzDecoder::new(body)),
         2 => Box::new(SnappyReader::new(body)?),
         3 => Box::new(lz4::Decoder::new(body).map_err(corrupt)?),
@@ -67,39 +71,31 @@ pub fn for_each_record(
             )))
         }
     };
-    let mut src = Limited {
+    // Buffered, so the byte-at-a-time length varints do not each call into the decoder.
+    let mut src = std::io::BufReader::new(Limited {
         inner: source,
         left: limit,
         limit,
-    };
+    });
     let mut buf = Vec::new();
-    let count = h.records_count.max(0) as usize;
     for i in 0..count {
         let len = match read_varint_stream(&mut src)? {
             Some(n) => n,
-            None => {
-                return Err(BatchError::Invalid(format!(
-                    "the batch says {count} records but holds {i}"
-                )))
-            }
+            None => return Err(holds(count, i)),
         };
         if len < 0 || len as usize > limit {
             return Err(BatchError::Invalid(format!("record {i} has length {len}")));
         }
-        buf.resize(len as usize, 0);
-        src.read_exact(&mut buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => BatchError::Invalid(format!("record {i} is cut short")),
-            _ => corrupt(e),
-        })?;
-        let rec = parse_record(&buf)
-            .ok_or_else(|| BatchError::Invalid(format!("record {i} is malformed")))?;
-        if rec.offset_delta as i64 != i as i64 {
-            return Err(BatchError::Invalid(format!(
-                "record {i} has offset delta {}",
-                rec.offset_delta
-            )));
+        // The buffer grows with the bytes that arrive, never by what the length claims.
+        buf.clear();
+        (&mut src)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(corrupt)?;
+        if buf.len() as i64 != len {
+            return Err(BatchError::Invalid(format!("record {i} is cut short")));
         }
-        if visit(rec).is_break() {
+        if check_record(i, &buf, &mut visit)?.is_break() {
             return Ok(());
         }
     }
@@ -107,11 +103,64 @@ pub fn for_each_record(
     let mut one = [0u8; 1];
     match src.read(&mut one) {
         Ok(0) => Ok(()),
-        Ok(_) => Err(BatchError::Invalid(format!(
-            "bytes follow the {count} records the batch declares"
-        ))),
+        Ok(_) => Err(trailing(count)),
         Err(e) => Err(corrupt(e)),
     }
+}
+
+/// The records of an uncompressed batch, parsed in place.
+fn visit_in_place(
+    body: &[u8],
+    count: usize,
+    visit: &mut impl FnMut(RecordView<'_>) -> ControlFlow<()>,
+) -> Result<(), BatchError> {
+    let mut at = 0usize;
+    for i in 0..count {
+        if at == body.len() {
+            return Err(holds(count, i));
+        }
+        let len = get_varint(body, &mut at)
+            .ok_or_else(|| BatchError::Invalid("a record length is cut short".into()))?;
+        let rec = usize::try_from(len)
+            .ok()
+            .and_then(|n| body.get(at..at.checked_add(n)?))
+            .ok_or_else(|| BatchError::Invalid(format!("record {i} is cut short")))?;
+        at += rec.len();
+        if check_record(i, rec, visit)?.is_break() {
+            return Ok(());
+        }
+    }
+    if at != body.len() {
+        return Err(trailing(count));
+    }
+    Ok(())
+}
+
+/// One record's bytes: parsed, its offset delta checked, handed to `visit`.
+fn check_record(
+    i: usize,
+    bytes: &[u8],
+    visit: &mut impl FnMut(RecordView<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, BatchError> {
+    let rec = parse_record(bytes)
+        .ok_or_else(|| BatchError::Invalid(format!("record {i} is malformed")))?;
+    if rec.offset_delta as i64 != i as i64 {
+        return Err(BatchError::Invalid(format!(
+            "record {i} has offset delta {}",
+            rec.offset_delta
+        )));
+    }
+    Ok(visit(rec))
+}
+
+fn holds(count: usize, i: usize) -> BatchError {
+    BatchError::Invalid(format!("the batch says {count} records but holds {i}"))
+}
+
+fn trailing(count: usize) -> BatchError {
+    BatchError::Invalid(format!(
+        "bytes follow the {count} records the batch declares"
+    ))
 }
 
 /// Validates every record (see [`for_each_record`]).
@@ -255,22 +304,9 @@ fn read_varint_stream(r: &mut impl Read) -> Result<Option<i64>, BatchError> {
     ))
 }
 
-fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut z = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        z |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
-    None
-}
-
 /// A length-prefixed byte string (-1: null).
 fn bytes_field<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
-    let n = varint(b, at)?;
+    let n = get_varint(b, at)?;
     if n == -1 {
         return Some(None);
     }
@@ -284,11 +320,11 @@ fn bytes_field<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
 fn parse_record(b: &[u8]) -> Option<RecordView<'_>> {
     let mut at = 1; // attributes (unused in v2)
     b.first()?;
-    let timestamp_delta = varint(b, &mut at)?;
-    let offset_delta = i32::try_from(varint(b, &mut at)?).ok()?;
+    let timestamp_delta = get_varint(b, &mut at)?;
+    let offset_delta = i32::try_from(get_varint(b, &mut at)?).ok()?;
     let key = bytes_field(b, &mut at)?;
     let value = bytes_field(b, &mut at)?;
-    let headers = varint(b, &mut at)?;
+    let headers = get_varint(b, &mut at)?;
     if headers < 0 {
         return None;
     }
