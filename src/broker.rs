@@ -10,6 +10,7 @@ use walrus::Walrus;
 
 use crate::catalog::{Catalog, Topic, TopicError};
 use crate::config::{Config, Fsync};
+use crate::group::offsets::{Committed, TopicPartition};
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
@@ -32,6 +33,8 @@ pub struct Broker {
     pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Open client connections by peer address (--max-connections, --max-connections-per-ip).
     pub connections: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Why storage failed, once it has (set by Walrus's failure hook).
+    storage_failed: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// A connection's place in the connection limits, given back on drop.
@@ -88,9 +91,13 @@ impl Broker {
             Fsync::Millis(n) => walrus::FsyncSchedule::Milliseconds(n),
             Fsync::SyncEach | Fsync::None => walrus::FsyncSchedule::NoFsync,
         };
+        let (failed_tx, storage_failed) = tokio::sync::watch::channel(None);
         let mut builder = Walrus::builder()
             .data_dir(config.data_dir.join("wal_files"))
-            .fsync(schedule);
+            .fsync(schedule)
+            .on_failure(move |reason| {
+                failed_tx.send_replace(Some(reason.to_string()));
+            });
         if let Some(vfs) = vfs {
             // Deterministic for simulations: no background file creation.
             builder = builder.vfs(vfs).io_uring(false).preallocate_ahead(false);
@@ -125,8 +132,24 @@ impl Broker {
                 request_memory_units(&config) as usize
             )),
             connections: std::sync::Mutex::new(HashMap::new()),
+            storage_failed,
             config,
         }))
+    }
+
+    /// Completes, with the reason, once storage has failed (a write or fsync error made the
+    /// Walrus instance refuse further writes); pending forever while it is healthy.
+    pub async fn storage_failure(&self) -> String {
+        let mut rx = self.storage_failed.clone();
+        let reason = match rx.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(r) => r,
+            // The sender lives in the storage's hook, as long as the broker: never here.
+            None => std::future::pending().await,
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -284,26 +307,8 @@ impl Broker {
                 continue;
             }
             for p in topic.all_partitions() {
-                let target = {
-                    let st = p.lock();
-                    let mut target = st.log_start;
-                    let mut held = st.bytes as i64;
-                    // Kafka's rules, per batch instead of per segment: by time, everything
-                    // whose newest record is older than retention.ms goes, the newest batch too
-                    // (Kafka rolls the active segment to delete it, emptying the log); by size,
-                    // a batch goes only if what remains is still at least retention.bytes.
-                    for b in st.batches.iter() {
-                        let expired = ms >= 0 && b.max_timestamp < now - ms;
-                        let oversize = bytes >= 0 && held - b.size as i64 >= bytes;
-                        if !(expired || oversize) {
-                            break;
-                        }
-                        held -= b.size as i64;
-                        target = b.last_offset + 1;
-                    }
-                    target
-                };
-                if let Err(e) = p.truncate_before(&self.store, target) {
+                let target = p.retention_target(now, ms, bytes);
+                if let Err(e) = p.truncate_before(target) {
                     tracing::warn!(topic = %p.topic, partition = p.index, "retention failed: {e:?}");
                 }
             }
@@ -316,7 +321,7 @@ impl Broker {
         let mut n = 0;
         for topic in self.catalog.all() {
             for p in topic.all_partitions() {
-                n += p.lock().expire_producers(cutoff);
+                n += p.expire_producers(cutoff);
             }
         }
         n
@@ -329,7 +334,7 @@ impl Broker {
         for topic in self.catalog.all() {
             for p in topic.all_partitions() {
                 if p.snapshot_due(threshold.max(1)) {
-                    match p.save_snapshot(&self.store) {
+                    match p.save_snapshot() {
                         Ok(()) => n += 1,
                         Err(e) => tracing::warn!(topic = %p.topic, partition = p.index,
                             "cannot save a partition snapshot: {e}"),
@@ -354,7 +359,14 @@ impl Broker {
                 let _ = tokio::task::spawn_blocking(move || b2.enforce_retention()).await;
             }
         });
-        self.groups.spawn_background(self.clone());
+        let b = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::group::SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                b.groups.sweep(&b.store);
+            }
+        });
         let b = self.clone();
         tokio::spawn(async move {
             // Kafka checks every producer.id.expiration.check.interval.ms (10 minutes); more
@@ -387,9 +399,45 @@ impl Broker {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                b.txns.tick(&b).await;
+                b.txns.tick(b.as_ref()).await;
             }
         });
+    }
+}
+
+impl crate::txn::TxnHost for Broker {
+    fn store(&self) -> &Walrus {
+        &self.store
+    }
+
+    fn sync_now(&self) -> impl std::future::Future<Output = Result<(), ResponseError>> + Send {
+        Broker::sync_now(self)
+    }
+
+    fn allocate_producer_id(&self) -> std::io::Result<i64> {
+        self.producer_ids.allocate(&self.store)
+    }
+
+    fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        Broker::partition(self, topic, index).ok()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.catalog
+            .all()
+            .iter()
+            .flat_map(|t| t.all_partitions())
+            .collect()
+    }
+
+    fn commit_offsets(
+        &self,
+        group: &str,
+        rows: &[(TopicPartition, Committed)],
+    ) -> std::io::Result<Vec<TopicPartition>> {
+        self.groups
+            .offsets
+            .commit(&self.store, &self.catalog, group, rows)
     }
 }
 

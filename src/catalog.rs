@@ -119,7 +119,7 @@ fn io_err(e: std::io::Error) -> TopicError {
 
 impl Catalog {
     /// Replays the catalog and opens every partition.
-    pub fn load(store: &Walrus) -> std::io::Result<Catalog> {
+    pub fn load(store: &Arc<Walrus>) -> std::io::Result<Catalog> {
         let mut defs: BTreeMap<String, (String, i32, BTreeMap<String, String>)> = BTreeMap::new();
         let mut cluster_id = None;
         if let Some(st) = store.topic_stats(CATALOG_TOPIC) {
@@ -258,7 +258,7 @@ impl Catalog {
 
     pub fn create(
         &self,
-        store: &Walrus,
+        store: &Arc<Walrus>,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
@@ -297,7 +297,7 @@ impl Catalog {
         Ok(topic)
     }
 
-    pub fn delete(&self, store: &Walrus, name: &str) -> Result<Arc<Topic>, TopicError> {
+    pub fn delete(&self, store: &Arc<Walrus>, name: &str) -> Result<Arc<Topic>, TopicError> {
         let _g = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let Some(topic) = self.get(name) else {
             return Err((
@@ -324,7 +324,7 @@ impl Catalog {
 
     pub fn add_partitions(
         &self,
-        store: &Walrus,
+        store: &Arc<Walrus>,
         topic: &Topic,
         count: i32,
     ) -> Result<(), TopicError> {
@@ -366,7 +366,7 @@ impl Catalog {
     /// `validate_only` it only checks them.
     pub fn set_configs(
         &self,
-        store: &Walrus,
+        store: &Arc<Walrus>,
         topic: &Topic,
         configs: BTreeMap<String, String>,
         validate_only: bool,
@@ -393,7 +393,7 @@ impl Catalog {
     }
 }
 
-fn append_event(store: &Walrus, ev: &Event) -> std::io::Result<()> {
+fn append_event(store: &Arc<Walrus>, ev: &Event) -> std::io::Result<()> {
     let data = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
     store.append(CATALOG_TOPIC, &data)?;
     // Catalog changes are rare and must not be lost: sync before answering.

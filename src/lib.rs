@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod exporter;
 pub mod group;
 pub mod handlers;
 pub mod metrics;
@@ -103,7 +104,7 @@ pub async fn start(
     if let Some(addr) = config.metrics_listen {
         let b = broker.clone();
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, b).await {
+            if let Err(e) = exporter::serve(addr, b).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
         });

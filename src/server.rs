@@ -21,7 +21,9 @@ pub struct Listener {
 }
 
 /// Serves `listeners` until `shutdown` completes, then stops accepting, lets connections finish
-/// the request at hand (10 s at most), saves partition snapshots and flushes storage.
+/// the request at hand (10 s at most), saves partition snapshots and flushes storage. If the
+/// storage fails meanwhile (a write or fsync error), it stops the same way and returns the
+/// failure, without the snapshots and flush the failed storage refuses.
 pub async fn run(
     broker: Arc<Broker>,
     listeners: Vec<Listener>,
@@ -56,6 +58,7 @@ pub async fn run(
     }
     // Connections refused by the limits (logged at powers of two, so a flood cannot fill logs).
     let mut refused: u64 = 0;
+    let mut failed = None;
     loop {
         tokio::select! {
             Some(accepted) = accepted_rx.recv() => {
@@ -81,6 +84,14 @@ pub async fn run(
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = &mut shutdown => break,
+            reason = broker.storage_failure() => {
+                // Kafka halts a broker whose log directories are all offline: answering
+                // KAFKA_STORAGE_ERROR forever would look alive to health checks and clients.
+                // Reopening the data dir (a restart) recovers what is on disk.
+                tracing::error!("storage failed ({reason}); stopping the broker");
+                failed = Some(reason);
+                break;
+            }
         }
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -93,6 +104,9 @@ pub async fn run(
     {
         tracing::warn!("connections still open after 10 s; closing them");
         conns.abort_all();
+    }
+    if let Some(reason) = failed {
+        return Err(std::io::Error::other(format!("storage failed: {reason}")));
     }
     // Snapshots make the next start read only what follows them.
     let b = broker.clone();

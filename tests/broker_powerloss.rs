@@ -408,3 +408,80 @@ fn the_broker_starts_again_after_every_power_cut_with_everything_acknowledged() 
     );
     assert!(checked.0 > 0 && checked.1 > 0, "the test checked nothing");
 }
+
+/// A write error fails the storage (Walrus refuses further writes until reopened), and the
+/// broker then stops on its own, as Kafka halts when its log directories are offline: it must
+/// not stay up answering KAFKA_STORAGE_ERROR to everyone while health checks pass. After a
+/// restart on the same disk, what it acknowledged is there.
+#[test]
+fn a_storage_failure_stops_the_broker_and_a_restart_keeps_what_was_acknowledged() {
+    std::env::set_var("WALRUS_QUIET", "1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let disk = SimDisk::new(7);
+    let never = std::future::pending::<()>();
+    let running = rt
+        .block_on(tusk::start(config(), Some(Arc::new(disk.clone())), never))
+        .unwrap();
+    let addr = running.addrs[0].to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name("t"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let r: CreateTopicsResponse = try_call(&mut s, ApiKey::CreateTopics, 5, &create).unwrap();
+    assert_eq!(r.topics[0].error_code, 0);
+    let acked = produce(&mut s, "t", 0, one_record(b"kept", -1, -1, -1, false), None).unwrap();
+    assert_eq!(
+        acked,
+        (0, 0),
+        "the first record is acknowledged at offset 0"
+    );
+    // The disk dies: the next write fails.
+    disk.fail_after(0);
+    let failed = produce(&mut s, "t", 0, one_record(b"lost", -1, -1, -1, false), None);
+    assert!(
+        failed.is_none_or(|(code, _)| code != 0),
+        "a write on a dead disk was acknowledged: {failed:?}"
+    );
+    // Stopped by itself (no shutdown signal was ever sent), with the failure as its result.
+    let served = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), running.served).await })
+        .expect("the broker kept running on failed storage")
+        .unwrap();
+    let err = served.expect_err("a broker on failed storage stopped as if all was well");
+    assert!(err.to_string().contains("storage failed"), "{err}");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the listener is still open"
+    );
+    // Power comes back; the restarted broker has the acknowledged record.
+    disk.power_cut();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = rt
+        .block_on(tusk::start(
+            config(),
+            Some(Arc::new(disk.clone())),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ))
+        .unwrap();
+    let mut acked = Acked::default();
+    acked.topics.insert("t".into(), 1);
+    acked
+        .records
+        .entry(("t".into(), 0))
+        .or_default()
+        .insert(0, b"kept".to_vec());
+    let (records, _) = verify(&running.addrs[0].to_string(), &acked, "after restart");
+    assert_eq!(records, 1);
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(running.served);
+}

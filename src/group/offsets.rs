@@ -122,15 +122,7 @@ impl OffsetStore {
                 continue;
             };
             stored.push(commit);
-            let position = {
-                let st = part.lock();
-                let i = st.batches.partition_point(|b| b.last_offset < c.offset);
-                st.batches
-                    .get(i)
-                    .map(|b| b.position)
-                    .or_else(|| st.batches.back().map(|b| b.position + 1))
-                    .unwrap_or(0)
-            };
+            let position = part.position_of(c.offset);
             rows.push((part.wal.clone(), position, c.encode()));
         }
         let refs: Vec<(&str, &[u8], u64, &[u8])> = rows
@@ -244,11 +236,13 @@ mod tests {
     #[test]
     fn commits_of_missing_partitions_are_not_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Walrus::builder()
-            .data_dir(dir.path())
-            .fsync(walrus::FsyncSchedule::NoFsync)
-            .open()
-            .unwrap();
+        let store = std::sync::Arc::new(
+            Walrus::builder()
+                .data_dir(dir.path())
+                .fsync(walrus::FsyncSchedule::NoFsync)
+                .open()
+                .unwrap(),
+        );
         let catalog = Catalog::load(&store).unwrap();
         catalog
             .create(&store, "here", 1, Default::default())

@@ -24,12 +24,12 @@ pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _v: i16) -> DeleteRec
                         Ok(part) => part,
                         Err(e) => return r.with_error_code(e.code()),
                     };
-                    let hw = part.lock().next_offset;
+                    let hw = part.offsets().high_watermark;
                     let target = if p.offset == -1 { hw } else { p.offset };
                     if target < 0 || target > hw {
                         return r.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    match crate::blocking(|| part.truncate_before(&b.store, target)) {
+                    match crate::blocking(|| part.truncate_before(target)) {
                         Ok(low) => r.with_low_watermark(low),
                         Err(e) => r.with_error_code(e.code()),
                     }

@@ -25,24 +25,19 @@ pub async fn handle(
                     let Ok(part) = b.partition(t.name.as_str(), idx) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let st = part.lock();
-                    let mut producers: Vec<ProducerState> = st
-                        .producers
-                        .iter()
-                        .map(|(id, p)| {
-                            let last = p.batches.back();
+                    let producers = part
+                        .producers()
+                        .into_iter()
+                        .map(|p| {
                             ProducerState::default()
-                                .with_producer_id(ProducerId(*id))
+                                .with_producer_id(ProducerId(p.producer_id))
                                 .with_producer_epoch(p.epoch as i32)
-                                .with_last_sequence(last.map(|x| x.last_seq).unwrap_or(-1))
-                                .with_last_timestamp(last.map(|x| x.timestamp).unwrap_or(-1))
+                                .with_last_sequence(p.last_sequence)
+                                .with_last_timestamp(p.last_timestamp)
                                 .with_coordinator_epoch(0)
-                                .with_current_txn_start_offset(
-                                    st.ongoing.get(id).copied().unwrap_or(-1),
-                                )
+                                .with_current_txn_start_offset(p.txn_start_offset)
                         })
                         .collect();
-                    producers.sort_by_key(|p| p.producer_id.0);
                     r.with_active_producers(producers)
                 })
                 .collect();

@@ -55,7 +55,6 @@ fn read_all(
             };
             let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
             let read = partition.read(
-                &b.store,
                 fp.fetch_offset,
                 limit,
                 !first_non_empty_done,
@@ -93,10 +92,10 @@ fn read_all(
                 }
                 Err(e) => {
                     any_error = true;
-                    let st = partition.lock();
-                    pd.high_watermark = st.next_offset;
-                    pd.last_stable_offset = st.last_stable_offset();
-                    pd.log_start_offset = st.log_start;
+                    let o = partition.offsets();
+                    pd.high_watermark = o.high_watermark;
+                    pd.last_stable_offset = o.last_stable;
+                    pd.log_start_offset = o.log_start;
                     pd.error_code = e.code();
                 }
             }

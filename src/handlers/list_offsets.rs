@@ -31,20 +31,17 @@ pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsR
                     else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let (log_start, next) = {
-                        let st = part.lock();
-                        let latest = if read_committed {
-                            st.last_stable_offset()
-                        } else {
-                            st.next_offset
-                        };
-                        (st.log_start, latest)
+                    let o = part.offsets();
+                    let (log_start, next) = if read_committed {
+                        (o.log_start, o.last_stable)
+                    } else {
+                        (o.log_start, o.high_watermark)
                     };
                     let found = match p.timestamp {
                         -1 => Ok(Some((next, -1))),
                         -2 | -4 => Ok(Some((log_start, -1))),
-                        -3 => part.max_timestamp_offset(&b.store),
-                        ts if ts >= 0 => part.offset_for_timestamp(&b.store, ts),
+                        -3 => part.max_timestamp_offset(),
+                        ts if ts >= 0 => part.offset_for_timestamp(ts),
                         _ => Err(ResponseError::InvalidRequest),
                     };
                     match found {

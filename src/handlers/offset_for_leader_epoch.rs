@@ -37,7 +37,7 @@ pub async fn handle(
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     }
-                    let end = part.lock().next_offset;
+                    let end = part.offsets().log_end;
                     if p.leader_epoch < 0 {
                         r.with_leader_epoch(-1).with_end_offset(-1)
                     } else {

@@ -214,7 +214,6 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
             let count = header.records_count as u64;
             let size = records.len() as u64;
             match partition.append(
-                &b.store,
                 BytesMut::from(&records[..]),
                 header,
                 cfg.log_append_time(),

@@ -7,16 +7,17 @@
 //! (`snapshot.rs`) plus the batch headers appended after it.
 
 pub mod snapshot;
+mod state;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use tusk_protocol::batch::{self, BatchHeader, ControlType};
 use walrus::Walrus;
 
-use crate::producer::{ProducerBatch, ProducerEntry, SeqCheck};
+use crate::producer::{ProducerEntry, SeqCheck};
+use state::PartitionState;
 
 /// Cursor (in the partition's Walrus topic) whose metadata holds the log start offset.
 const LOG_START_CURSOR: &[u8] = b"__tusk/log-start";
@@ -24,48 +25,17 @@ const LOG_START_CURSOR: &[u8] = b"__tusk/log-start";
 /// lookups): no batch accepted at produce decompresses to more.
 const STORED_DECOMPRESSION_LIMIT: usize = tusk_protocol::records::MAX_DECOMPRESSED_BYTES;
 
-#[derive(Clone, Copy, Debug)]
-pub struct BatchMeta {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub position: u64,
-    pub max_timestamp: i64,
-    pub size: u32,
-}
-
-/// An aborted transaction, as Fetch reports it to read_committed consumers: the producer and
-/// the offsets from its first record in this partition to its abort marker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AbortedTxn {
-    pub producer_id: i64,
-    pub first_offset: i64,
-    pub marker_offset: i64,
-}
-
-#[derive(Default)]
-pub struct PartitionState {
-    /// First offset still readable (DeleteRecords and retention move it).
-    pub log_start: i64,
-    /// Offset the next record gets (= high watermark on a single broker).
-    pub next_offset: i64,
-    pub batches: VecDeque<BatchMeta>,
-    pub bytes: u64,
-    pub producers: HashMap<i64, ProducerEntry>,
-    /// Open transactions: producer id -> offset of its first record here. The last stable
-    /// offset (LSO) is the smallest of these, else the high watermark.
-    pub ongoing: HashMap<i64, i64>,
-    /// Aborted transactions in marker order (rebuilt from the log at start).
-    pub aborted: VecDeque<AbortedTxn>,
-    /// Bytes appended since the last snapshot.
-    pub unsnapshotted: u64,
-}
-
+/// A partition's log: what handlers and coordinators may ask of a partition. Its state is
+/// private; a replicated log would implement the same methods (offsets are reported as log
+/// start, high watermark, last stable offset and log end separately, although the high
+/// watermark is the log end on one node).
 pub struct Partition {
     pub topic: String,
     pub index: i32,
     /// The Walrus topic holding this partition.
     pub wal: String,
-    pub state: Mutex<PartitionState>,
+    store: Arc<Walrus>,
+    state: Mutex<PartitionState>,
     /// How the partition was opened.
     pub loaded: LoadStats,
     /// Woken after every append (records or a transaction marker): the long-polling fetches
@@ -102,6 +72,39 @@ pub struct Read {
     pub log_start: i64,
 }
 
+/// A partition's offsets at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOffsets {
+    /// First offset still readable (DeleteRecords and retention move it).
+    pub log_start: i64,
+    /// Offset up to which consumers may read (= log end on one node).
+    pub high_watermark: i64,
+    /// Below it every transaction is decided (read_committed consumers read up to it).
+    pub last_stable: i64,
+    /// Offset the next appended record gets.
+    pub log_end: i64,
+}
+
+/// One idempotent producer's state in a partition (DescribeProducers).
+#[derive(Clone, Copy, Debug)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Last sequence number written, -1 if none.
+    pub last_sequence: i32,
+    /// Timestamp of the producer's newest batch, -1 if none.
+    pub last_timestamp: i64,
+    /// First offset of its open transaction here, -1 if none.
+    pub txn_start_offset: i64,
+}
+
+/// How much a partition holds.
+#[derive(Clone, Copy, Debug)]
+pub struct LogSize {
+    pub bytes: u64,
+    pub batches: usize,
+}
+
 pub fn wal_name(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
@@ -114,7 +117,7 @@ fn storage_error(e: std::io::Error) -> ResponseError {
 impl Partition {
     /// Opens a partition: its snapshot, if it agrees with the log, plus the batches appended
     /// after it; else every batch.
-    pub fn load(store: &Walrus, topic: &str, index: i32) -> std::io::Result<Partition> {
+    pub fn load(store: &Arc<Walrus>, topic: &str, index: i32) -> std::io::Result<Partition> {
         let wal = wal_name(topic, index);
         let mut st = PartitionState::default();
         let mut loaded = LoadStats::default();
@@ -171,6 +174,7 @@ impl Partition {
             topic: topic.to_string(),
             index,
             wal,
+            store: store.clone(),
             state: Mutex::new(st),
             loaded,
             grown: tokio::sync::Notify::new(),
@@ -212,7 +216,8 @@ impl Partition {
     }
 
     /// Saves the partition's state as its snapshot (see `snapshot.rs`).
-    pub fn save_snapshot(&self, store: &Walrus) -> std::io::Result<()> {
+    pub fn save_snapshot(&self) -> std::io::Result<()> {
+        let store = &self.store;
         let bytes = {
             let mut st = self.lock();
             // Appends happen under this lock, so the log's end is exactly what the state covers.
@@ -239,8 +244,87 @@ impl Partition {
         store.delete_topic(&wal)
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition's offsets now.
+    pub fn offsets(&self) -> LogOffsets {
+        let st = self.lock();
+        LogOffsets {
+            log_start: st.log_start,
+            high_watermark: st.next_offset,
+            last_stable: st.last_stable_offset(),
+            log_end: st.next_offset,
+        }
+    }
+
+    pub fn size(&self) -> LogSize {
+        let st = self.lock();
+        LogSize {
+            bytes: st.bytes,
+            batches: st.batches.len(),
+        }
+    }
+
+    /// The storage position a cursor for `offset` points at: the batch holding it, else the
+    /// position after the last batch.
+    pub fn position_of(&self, offset: i64) -> u64 {
+        let st = self.lock();
+        let i = st.batches.partition_point(|b| b.last_offset < offset);
+        st.batches
+            .get(i)
+            .map(|b| b.position)
+            .or_else(|| st.batches.back().map(|b| b.position + 1))
+            .unwrap_or(0)
+    }
+
+    /// Idempotent producers known here, by producer id.
+    pub fn producers(&self) -> Vec<ProducerSummary> {
+        let st = self.lock();
+        let mut out: Vec<ProducerSummary> = st
+            .producers
+            .iter()
+            .map(|(id, p)| {
+                let last = p.batches.back();
+                ProducerSummary {
+                    producer_id: *id,
+                    epoch: p.epoch,
+                    last_sequence: last.map(|x| x.last_seq).unwrap_or(-1),
+                    last_timestamp: last.map(|x| x.timestamp).unwrap_or(-1),
+                    txn_start_offset: st.ongoing.get(id).copied().unwrap_or(-1),
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Forgets idempotent-producer state last used before `cutoff_ms` (see
+    /// `PartitionState::expire_producers`). Returns how many were dropped.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        self.lock().expire_producers(cutoff_ms)
+    }
+
+    /// The log start retention asks for at `now_ms` (Kafka's rules, per batch instead of per
+    /// segment): by time, everything whose newest record is older than `retention_ms` goes,
+    /// the newest batch too (Kafka rolls the active segment to delete it, emptying the log);
+    /// by size, a batch goes only if what remains is still at least `retention_bytes`.
+    /// Negative limits are off.
+    pub fn retention_target(&self, now_ms: i64, retention_ms: i64, retention_bytes: i64) -> i64 {
+        let st = self.lock();
+        let mut target = st.log_start;
+        let mut held = st.bytes as i64;
+        for b in st.batches.iter() {
+            let expired = retention_ms >= 0 && b.max_timestamp < now_ms - retention_ms;
+            let oversize = retention_bytes >= 0 && held - b.size as i64 >= retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            held -= b.size as i64;
+            target = b.last_offset + 1;
+        }
+        target
     }
 
     /// Validated batch in, offsets assigned, stored. `batch` is one RecordBatch.
@@ -248,13 +332,13 @@ impl Partition {
     /// an open transaction holding this partition (so no batch can land after its marker).
     pub fn append(
         &self,
-        store: &Walrus,
         mut batch: BytesMut,
         h: &BatchHeader,
         log_append_time: bool,
         now_ms: i64,
         verify_txn: impl FnOnce() -> Result<(), ResponseError>,
     ) -> Result<Appended, ResponseError> {
+        let store = &self.store;
         let mut st = self.lock();
         if h.is_transactional() {
             if !h.has_producer_id() {
@@ -345,12 +429,12 @@ impl Partition {
     /// least one batch if `min_one`); with `read_committed`, only batches below the LSO.
     pub fn read(
         &self,
-        store: &Walrus,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
         read_committed: bool,
     ) -> Result<Read, ResponseError> {
+        let store = &self.store;
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
         let (position, count, bytes, aborted, hw, lso, log_start) = {
             let st = self.lock();
@@ -416,12 +500,12 @@ impl Partition {
     /// marker's offset when one was written.
     pub fn write_marker(
         &self,
-        store: &Walrus,
         producer_id: i64,
         producer_epoch: i16,
         kind: ControlType,
         now_ms: i64,
     ) -> Result<Option<i64>, ResponseError> {
+        let store = &self.store;
         let mut st = self.lock();
         if !st.ongoing.contains_key(&producer_id) {
             return Ok(None);
@@ -439,17 +523,17 @@ impl Partition {
         Ok(Some(offset))
     }
 
-    /// Producers with an open transaction here.
-    pub fn open_transactions(&self) -> Vec<i64> {
-        self.lock().ongoing.keys().copied().collect()
+    /// Producers with an open transaction here, with their current epoch.
+    pub fn open_transactions(&self) -> Vec<(i64, i16)> {
+        let st = self.lock();
+        st.ongoing
+            .keys()
+            .map(|pid| (*pid, st.producers.get(pid).map(|p| p.epoch).unwrap_or(0)))
+            .collect()
     }
 
     /// ListOffsets for a timestamp: the first record with timestamp ≥ `ts`.
-    pub fn offset_for_timestamp(
-        &self,
-        store: &Walrus,
-        ts: i64,
-    ) -> Result<Option<(i64, i64)>, ResponseError> {
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ResponseError> {
         let (position, log_start) = {
             let st = self.lock();
             match st
@@ -461,14 +545,11 @@ impl Partition {
                 None => return Ok(None),
             }
         };
-        self.find_in_batch(store, position, |_, t| t >= ts, log_start)
+        self.find_in_batch(position, |_, t| t >= ts, log_start)
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
-    pub fn max_timestamp_offset(
-        &self,
-        store: &Walrus,
-    ) -> Result<Option<(i64, i64)>, ResponseError> {
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ResponseError> {
         let (position, max_ts, log_start) = {
             let st = self.lock();
             let Some(b) = st
@@ -481,16 +562,16 @@ impl Partition {
             };
             (b.position, b.max_timestamp, st.log_start)
         };
-        self.find_in_batch(store, position, |_, t| t >= max_ts, log_start)
+        self.find_in_batch(position, |_, t| t >= max_ts, log_start)
     }
 
     fn find_in_batch(
         &self,
-        store: &Walrus,
         position: u64,
         pred: impl Fn(i64, i64) -> bool,
         log_start: i64,
     ) -> Result<Option<(i64, i64)>, ResponseError> {
+        let store = &self.store;
         let entries = store
             .read_at(&self.wal, position, 0, 1)
             .map_err(storage_error)?;
@@ -523,7 +604,8 @@ impl Partition {
 
     /// Moves the log start to `offset` (DeleteRecords, retention) and gives back whole batches
     /// below it. Returns the new log start.
-    pub fn truncate_before(&self, store: &Walrus, offset: i64) -> Result<i64, ResponseError> {
+    pub fn truncate_before(&self, offset: i64) -> Result<i64, ResponseError> {
+        let store = &self.store;
         // One truncation at a time; appends and reads go on meanwhile.
         let _one = self.truncating.lock().unwrap_or_else(|p| p.into_inner());
         let (offset, position) = {
@@ -557,101 +639,5 @@ impl Partition {
         st.log_start = st.log_start.max(offset);
         st.forget_aborted_before(offset);
         Ok(st.log_start)
-    }
-}
-
-impl PartitionState {
-    /// Forgets idempotent-producer state last used before `cutoff_ms` (Kafka's
-    /// producer.id.expiration.ms), except producers with a transaction open here. Returns how
-    /// many were dropped.
-    pub fn expire_producers(&mut self, cutoff_ms: i64) -> usize {
-        let before = self.producers.len();
-        let ongoing = &self.ongoing;
-        self.producers
-            .retain(|pid, e| e.last_timestamp >= cutoff_ms || ongoing.contains_key(pid));
-        before - self.producers.len()
-    }
-
-    /// The last stable offset: below it every transaction is decided.
-    pub fn last_stable_offset(&self) -> i64 {
-        self.ongoing
-            .values()
-            .copied()
-            .min()
-            .unwrap_or(self.next_offset)
-    }
-
-    /// Drops the first `n` batches from the index (their storage is gone or going).
-    fn forget_batches(&mut self, n: usize) {
-        let freed: u64 = self.batches.drain(..n).map(|b| b.size as u64).sum();
-        self.bytes = self.bytes.saturating_sub(freed);
-    }
-
-    /// Drops aborted transactions whose marker is below `offset` (no fetch can reach them).
-    fn forget_aborted_before(&mut self, offset: i64) {
-        let n = self.aborted.partition_point(|a| a.marker_offset < offset);
-        self.aborted.drain(..n);
-    }
-
-    /// Aborted transactions with records in `[from, to)`, as (producer id, first offset).
-    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
-        let first = self.aborted.partition_point(|a| a.marker_offset < from);
-        self.aborted
-            .range(first..)
-            .filter(|a| a.first_offset < to)
-            .map(|a| (a.producer_id, a.first_offset))
-            .collect()
-    }
-
-    fn push_batch(
-        &mut self,
-        h: &BatchHeader,
-        position: u64,
-        size: usize,
-        control: Option<ControlType>,
-    ) {
-        let meta = BatchMeta {
-            base_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            position,
-            max_timestamp: h.max_timestamp,
-            size: size as u32,
-        };
-        if h.is_control() {
-            // A marker closes the producer's transaction and carries the coordinator's epoch,
-            // which fences older instances of the producer.
-            if let Some(first) = self.ongoing.remove(&h.producer_id) {
-                if control == Some(ControlType::Abort) {
-                    self.aborted.push_back(AbortedTxn {
-                        producer_id: h.producer_id,
-                        first_offset: first,
-                        marker_offset: h.base_offset,
-                    });
-                }
-            }
-            let p = self.producers.entry(h.producer_id).or_default();
-            p.last_timestamp = p.last_timestamp.max(h.max_timestamp);
-            if h.producer_epoch > p.epoch {
-                p.epoch = h.producer_epoch;
-                p.batches.clear();
-            }
-        } else if h.is_transactional() && h.has_producer_id() {
-            self.ongoing.entry(h.producer_id).or_insert(h.base_offset);
-        }
-        if h.has_producer_id() && h.base_sequence >= 0 {
-            self.producers.entry(h.producer_id).or_default().record(
-                h.producer_epoch,
-                ProducerBatch {
-                    first_seq: h.base_sequence,
-                    last_seq: h.last_sequence(),
-                    base_offset: h.base_offset,
-                    timestamp: h.max_timestamp,
-                },
-            );
-        }
-        self.next_offset = meta.last_offset + 1;
-        self.bytes += size as u64;
-        self.unsnapshotted += size as u64;
-        self.batches.push_back(meta);
     }
 }

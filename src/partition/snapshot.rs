@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use walrus::Walrus;
 
-use super::{AbortedTxn, BatchMeta, PartitionState};
+use super::state::{AbortedTxn, BatchMeta, PartitionState};
 use crate::producer::{ProducerBatch, ProducerEntry};
 
 const MAGIC: &[u8; 4] = b"TSNP";
@@ -37,7 +37,7 @@ pub fn wal_of(snapshot_topic: &str) -> Option<&str> {
     snapshot_topic.strip_prefix("__tusk/snapshot/")
 }
 
-pub fn encode(st: &PartitionState, covered: u64) -> Vec<u8> {
+pub(super) fn encode(st: &PartitionState, covered: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(64 + st.batches.len() * 36 + st.producers.len() * 64);
     b.extend_from_slice(MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
@@ -116,7 +116,7 @@ impl Reader<'_> {
 }
 
 /// Decodes a snapshot: the state and the Walrus position it covers up to.
-pub fn decode(b: &[u8]) -> Option<(PartitionState, u64)> {
+pub(super) fn decode(b: &[u8]) -> Option<(PartitionState, u64)> {
     let mut r = Reader(b);
     if &r.take::<4>()? != MAGIC || r.u16()? != VERSION {
         return None;
@@ -182,7 +182,7 @@ pub fn save(store: &Walrus, wal: &str, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The newest snapshot of a partition, if there is a readable one.
-pub fn load(store: &Walrus, wal: &str) -> Option<(PartitionState, u64)> {
+pub(super) fn load(store: &Walrus, wal: &str) -> Option<(PartitionState, u64)> {
     let topic = topic_name(wal);
     let stats = store.topic_stats(&topic)?;
     if stats.next_position == 0 {

@@ -12,70 +12,43 @@
 //! holds its own lock while taking a partition's.
 
 mod log;
+mod meta;
+
+pub use meta::{PendingOffset, TxnMeta, TxnState};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::error::ResponseError;
 use tusk_protocol::batch::ControlType;
 
-use crate::broker::{now_ms, Broker};
+use walrus::Walrus;
+
+use crate::clock::now_ms;
 use crate::group::offsets::{Committed, TopicPartition};
+use crate::partition::Partition;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TxnState {
-    Empty,
-    Ongoing,
-    PrepareCommit,
-    PrepareAbort,
-    CompleteCommit,
-    CompleteAbort,
-}
-
-impl TxnState {
-    /// Kafka's name for the state (DescribeTransactions, ListTransactions).
-    pub fn name(self) -> &'static str {
-        match self {
-            TxnState::Empty => "Empty",
-            TxnState::Ongoing => "Ongoing",
-            TxnState::PrepareCommit => "PrepareCommit",
-            TxnState::PrepareAbort => "PrepareAbort",
-            TxnState::CompleteCommit => "CompleteCommit",
-            TxnState::CompleteAbort => "CompleteAbort",
-        }
-    }
-    fn is_prepare(self) -> bool {
-        matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
-    }
-}
-
-/// An offset a transaction commits for a consumer group when it commits.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingOffset {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: String,
-}
-
-/// Everything known about one transactional id (one log entry).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct TxnMeta {
-    pub id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    /// The epoch before the last bump by the coordinator (a timed-out transaction's producer
-    /// may still re-initialise with it, KIP-360), else -1.
-    pub last_epoch: i16,
-    pub timeout_ms: i32,
-    pub state: TxnState,
-    pub partitions: BTreeSet<(String, i32)>,
-    /// Groups added with AddOffsetsToTxn, and their offsets from TxnOffsetCommit.
-    pub groups: BTreeMap<String, Vec<PendingOffset>>,
-    /// When the current transaction started (-1 when none is open).
-    pub start_ms: i64,
-    pub update_ms: i64,
+/// What the transaction coordinator needs of the broker around it (implemented by `Broker`):
+/// storage for its log, the shared durability wait, producer ids, the partitions a transaction
+/// wrote to, and the group offsets a committed transaction materialises.
+pub trait TxnHost: Sync {
+    /// Storage of the coordinator's own log (`__tusk/transactions`).
+    fn store(&self) -> &Walrus;
+    /// Makes everything written so far durable (the group-commit fsync), whatever the
+    /// acknowledgement schedule: a decision must not be lost once acted on.
+    fn sync_now(&self) -> impl std::future::Future<Output = Result<(), ResponseError>> + Send;
+    /// A fresh producer id, durably allocated.
+    fn allocate_producer_id(&self) -> std::io::Result<i64>;
+    /// A partition, unless it does not exist (any more).
+    fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>>;
+    /// Every partition (recovery looks for transactions left open in them).
+    fn all_partitions(&self) -> Vec<Arc<Partition>>;
+    /// Stores a group's committed offsets; returns those of partitions that no longer exist.
+    fn commit_offsets(
+        &self,
+        group: &str,
+        rows: &[(TopicPartition, Committed)],
+    ) -> std::io::Result<Vec<TopicPartition>>;
 }
 
 /// Kafka's transaction.max.timeout.ms.
@@ -131,14 +104,14 @@ impl TxnCoordinator {
     }
 
     /// Logs `meta` as the new state of its id (not yet durable: callers sync before answering).
-    fn put(b: &Broker, inner: &mut Inner, meta: TxnMeta) -> Result<(), ResponseError> {
+    fn put(b: &impl TxnHost, inner: &mut Inner, meta: TxnMeta) -> Result<(), ResponseError> {
         inner.by_pid.insert(meta.producer_id, meta.id.clone());
         inner.txns.insert(meta.id.clone(), meta.clone());
         let Inner {
             txns, log_entries, ..
         } = inner;
         // An append, and now and then a compaction with an fsync: off the async worker.
-        crate::blocking(|| log::put(&b.store, &meta, txns, log_entries)).map_err(storage_error)
+        crate::blocking(|| log::put(b.store(), &meta, txns, log_entries)).map_err(storage_error)
     }
 
     /// The id's state if `producer_id`/`epoch` are its current ones (Kafka's checks, in order).
@@ -165,7 +138,7 @@ impl TxnCoordinator {
     /// instances); an open transaction of the id is aborted first.
     pub async fn init_producer_id(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         timeout_ms: i32,
         given: Option<(i64, i16)>,
@@ -261,10 +234,8 @@ impl TxnCoordinator {
                     return Ok(out);
                 }
                 Step::NeedPid | Step::NewPidForWrap => {
-                    fresh_pid = Some(
-                        crate::blocking(|| b.producer_ids.allocate(&b.store))
-                            .map_err(storage_error)?,
-                    );
+                    fresh_pid =
+                        Some(crate::blocking(|| b.allocate_producer_id()).map_err(storage_error)?);
                 }
                 Step::Abort(pid, epoch) => {
                     // Fence the running instance: abort its transaction with a bumped epoch.
@@ -292,7 +263,7 @@ impl TxnCoordinator {
     /// bumped, so the producer instance that opened it is fenced.
     async fn abort_open(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -324,7 +295,7 @@ impl TxnCoordinator {
     /// decision is in progress; logs the new state if `change` says it changed, then syncs.
     async fn change_open(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -347,7 +318,7 @@ impl TxnCoordinator {
     /// AddPartitionsToTxn (v0-3): the partitions join the open transaction (opening it).
     pub async fn add_partitions(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -372,7 +343,7 @@ impl TxnCoordinator {
     /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
     pub async fn add_offsets(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -392,7 +363,7 @@ impl TxnCoordinator {
     /// TxnOffsetCommit: offsets held with the transaction until it ends.
     pub async fn txn_offset_commit(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -420,7 +391,7 @@ impl TxnCoordinator {
     /// with success; ending the other way is INVALID_TXN_STATE.
     pub async fn end_txn(
         &self,
-        b: &Broker,
+        b: &impl TxnHost,
         id: &str,
         pid: i64,
         epoch: i16,
@@ -456,7 +427,7 @@ impl TxnCoordinator {
     }
 
     /// Writes the markers and group offsets of a decided transaction and logs it complete.
-    async fn complete(&self, b: &Broker, d: Decided) -> Result<(), ResponseError> {
+    async fn complete(&self, b: &impl TxnHost, d: Decided) -> Result<(), ResponseError> {
         let kind = if d.commit {
             ControlType::Commit
         } else {
@@ -465,8 +436,8 @@ impl TxnCoordinator {
         let now = now_ms();
         for (topic, p) in &d.partitions {
             // A partition deleted meanwhile has nothing left to mark.
-            if let Ok(part) = b.partition(topic, *p) {
-                part.write_marker(&b.store, d.producer_id, d.producer_epoch, kind, now)?;
+            if let Some(part) = b.partition(topic, *p) {
+                part.write_marker(d.producer_id, d.producer_epoch, kind, now)?;
             }
         }
         if d.commit {
@@ -485,11 +456,7 @@ impl TxnCoordinator {
                         )
                     })
                     .collect();
-                let gone = b
-                    .groups
-                    .offsets
-                    .commit(&b.store, &b.catalog, group, &rows)
-                    .map_err(storage_error)?;
+                let gone = b.commit_offsets(group, &rows).map_err(storage_error)?;
                 if !gone.is_empty() {
                     // Kafka drops offsets of deleted partitions too.
                     tracing::info!(group = %group, ?gone, "transactional offsets of deleted partitions dropped");
@@ -596,7 +563,7 @@ impl TxnCoordinator {
     /// Start-up: finishes transactions decided before a crash, and closes transactions the
     /// partitions hold open that the coordinator does not know as open (their AddPartitions
     /// entry was lost, or the id expired): those are aborted.
-    pub async fn recover(&self, b: &Broker) {
+    pub async fn recover(&self, b: &impl TxnHost) {
         self.finish_decided(b, 0).await;
         // Producer id -> partitions of its open transaction, as the coordinator knows them.
         let open: HashMap<i64, BTreeSet<(String, i32)>> = self
@@ -606,26 +573,18 @@ impl TxnCoordinator {
             .filter(|m| m.state == TxnState::Ongoing)
             .map(|m| (m.producer_id, m.partitions.clone()))
             .collect();
-        for topic in b.catalog.all() {
-            for part in topic.all_partitions() {
-                for pid in part.open_transactions() {
+        {
+            for part in b.all_partitions() {
+                for (pid, epoch) in part.open_transactions() {
                     let known = open
                         .get(&pid)
                         .is_some_and(|parts| parts.contains(&(part.topic.clone(), part.index)));
                     if known {
                         continue;
                     }
-                    let epoch = part
-                        .lock()
-                        .producers
-                        .get(&pid)
-                        .map(|p| p.epoch)
-                        .unwrap_or(0);
                     tracing::warn!(topic = %part.topic, partition = part.index, producer_id = pid,
                         "aborting a transaction left open without a coordinator record");
-                    if let Err(e) =
-                        part.write_marker(&b.store, pid, epoch, ControlType::Abort, now_ms())
-                    {
+                    if let Err(e) = part.write_marker(pid, epoch, ControlType::Abort, now_ms()) {
                         tracing::error!("cannot write an abort marker: {e:?}");
                     }
                 }
@@ -635,7 +594,7 @@ impl TxnCoordinator {
 
     /// Completes transactions in a Prepare state for longer than `min_age_ms` (after a crash,
     /// or after a storage error interrupted `complete`).
-    async fn finish_decided(&self, b: &Broker, min_age_ms: i64) {
+    async fn finish_decided(&self, b: &impl TxnHost, min_age_ms: i64) {
         let now = now_ms();
         let decided: Vec<Decided> = self
             .lock()
@@ -654,7 +613,7 @@ impl TxnCoordinator {
 
     /// Background duty: aborts transactions open longer than their timeout (fencing their
     /// producer), retries interrupted completions, forgets ids idle for a week.
-    pub async fn tick(&self, b: &Broker) {
+    pub async fn tick(&self, b: &impl TxnHost) {
         let now = now_ms();
         let expired: Vec<(String, i64, i16)> = self
             .lock()
@@ -692,7 +651,7 @@ impl TxnCoordinator {
             let Inner {
                 txns, log_entries, ..
             } = &mut *inner;
-            if let Err(e) = log::remove(&b.store, &id, txns, log_entries) {
+            if let Err(e) = log::remove(b.store(), &id, txns, log_entries) {
                 tracing::error!("transaction log write failed: {e}");
             }
         }

@@ -23,6 +23,7 @@
 //! ```
 
 mod engine;
+pub mod error;
 mod format;
 mod index;
 pub mod io;
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use engine::{RecoveryStats, Walrus};
+pub use error::Error;
 pub use index::{Cursor, MAX_CURSOR_METADATA};
 
 /// When `checkpoint = true` reads persist the topic's default cursor.
@@ -167,6 +169,17 @@ pub struct WalrusBuilder {
     io_uring: bool,
     vfs: Option<Arc<dyn io::Vfs>>,
     preallocate_ahead: bool,
+    on_failure: Option<FailureHook>,
+}
+
+/// Called once, with the reason, when an instance fails (see [`Error::Poisoned`]).
+#[derive(Clone)]
+pub struct FailureHook(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for FailureHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureHook")
+    }
 }
 
 impl Default for WalrusBuilder {
@@ -181,6 +194,7 @@ impl Default for WalrusBuilder {
             io_uring: std::env::var_os("WALRUS_IO_URING").is_none_or(|v| v != "0"),
             vfs: None,
             preallocate_ahead: true,
+            on_failure: None,
         }
     }
 }
@@ -241,6 +255,14 @@ impl WalrusBuilder {
     /// simulations).
     pub fn preallocate_ahead(mut self, on: bool) -> Self {
         self.preallocate_ahead = on;
+        self
+    }
+
+    /// Calls `hook` once, with the reason, when the instance fails (a write or fsync error:
+    /// every further write and flush is refused until it is reopened). The hook runs on the
+    /// failing thread, under storage locks: it must only signal, never block or call back.
+    pub fn on_failure(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(FailureHook(Arc::new(hook)));
         self
     }
 

@@ -31,10 +31,10 @@ impl Shared {
         }
         let mut st = lock(&t.state);
         if st.deleted {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("topic {} was deleted", t.name),
-            ));
+            return Err(Error::Deleted {
+                topic: t.name.clone(),
+            }
+            .into());
         }
         let stride = self.sample_stride();
         // Plan: the tail block (if writable) and any new blocks, each with the bytes to write.

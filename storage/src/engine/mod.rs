@@ -23,6 +23,7 @@ mod tests;
 pub(crate) use flush::tests_hook;
 use recover::recover;
 
+use crate::error::Error;
 use crate::format::{
     invalid, BlockHeader, Checkpoint, EntryHeader, BLOCK_HEADER_SIZE, CHECKPOINT_SLOTS,
     CHECKPOINT_SLOT_SIZE, ENTRY_HEADER_SIZE, MAX_SAMPLES, MAX_TOPIC_NAME,
@@ -52,7 +53,7 @@ const RESERVE_MIN: u64 = 64 * 1024;
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 fn invalid_input(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+    Error::Invalid(msg.into()).into()
 }
 
 /// One preallocated log file.
@@ -192,6 +193,7 @@ struct Shared {
     flush_lock: Mutex<Instant>,
     /// Set after a failed write or sync: the instance refuses writes until it is reopened.
     poisoned: Mutex<Option<String>>,
+    on_failure: Option<crate::FailureHook>,
     #[cfg(target_os = "linux")]
     ring: Option<crate::uring::Ring>,
     shutdown: Mutex<bool>,
@@ -272,6 +274,11 @@ impl Walrus {
     }
 
     /// What the open read to recover this instance.
+    /// Why the instance failed, if it did (see [`Error::Poisoned`]).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.poisoned).clone()
+    }
+
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.shared.recovery
     }
@@ -389,10 +396,10 @@ impl Walrus {
     pub fn append(&self, topic: &str, data: &[u8]) -> io::Result<u64> {
         let t = self.shared.topic_or_create(topic)?;
         if t.batch_in_flight.load(Ordering::Acquire) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("a batch append is in flight for topic {topic}"),
-            ));
+            return Err(Error::BatchInFlight {
+                topic: topic.to_string(),
+            }
+            .into());
         }
         self.shared.append_entries(&t, &[data]).map(|r| r.start)
     }
@@ -423,10 +430,10 @@ impl Walrus {
         }
         let t = self.shared.topic_or_create(topic)?;
         if t.batch_in_flight.swap(true, Ordering::AcqRel) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("another batch append is in flight for topic {topic}"),
-            ));
+            return Err(Error::BatchInFlight {
+                topic: topic.to_string(),
+            }
+            .into());
         }
         let res = self.shared.append_entries(&t, batch);
         t.batch_in_flight.store(false, Ordering::Release);
@@ -716,10 +723,11 @@ impl Shared {
 
     fn check_poisoned(&self) -> io::Result<()> {
         match &*lock(&self.poisoned) {
-            Some(msg) => Err(io::Error::other(format!(
-                "walrus instance at {} is failed ({msg}); reopen it",
-                self.root.display()
-            ))),
+            Some(msg) => Err(Error::Poisoned {
+                root: self.root.display().to_string(),
+                reason: msg.clone(),
+            }
+            .into()),
             None => Ok(()),
         }
     }
@@ -727,7 +735,11 @@ impl Shared {
     fn poison(&self, what: &str, e: &io::Error) {
         let mut p = lock(&self.poisoned);
         if p.is_none() {
-            *p = Some(format!("{what}: {e}"));
+            let reason = format!("{what}: {e}");
+            if let Some(hook) = &self.on_failure {
+                (hook.0)(&reason);
+            }
+            *p = Some(reason);
         }
     }
 

@@ -98,10 +98,13 @@ impl Shared {
         let mut count = 0usize;
         let mut bytes = 0usize;
         let max_entries = max_entries.min(MAX_BATCH_ENTRIES);
-        let corrupt = |pos: u64, what: &str| {
-            invalid(format!(
-                "topic {topic}: corrupt entry at position {pos} ({what})"
-            ))
+        let corrupt = |position: u64, what: &'static str| -> io::Error {
+            Error::Corrupt {
+                topic: topic.to_string(),
+                position,
+                what,
+            }
+            .into()
         };
         // At least one entry, then only whole entries within the byte budget.
         let fits =

@@ -289,6 +289,7 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         durable_ticket: AtomicU64::new(0),
         flush_lock: Mutex::new(Instant::now()),
         poisoned: Mutex::new(None),
+        on_failure: cfg.on_failure.clone(),
         #[cfg(target_os = "linux")]
         ring: if cfg.io_uring {
             crate::uring::Ring::new()

@@ -1,0 +1,161 @@
+//! The Prometheus text exporter (`--metrics-listen`): the counters of `metrics.rs` plus the
+//! broker's gauges (partitions, groups, transactions), served over plain HTTP.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kafka_protocol::messages::ApiKey;
+
+use crate::broker::Broker;
+use crate::metrics::{ApiStats, TopicStats};
+
+/// Renders every metric; `broker` supplies partition and group gauges.
+pub fn render(b: &Broker) -> String {
+    let m = &b.metrics;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tusk_connections Open client connections.\n# TYPE tusk_connections gauge"
+    );
+    let _ = writeln!(
+        out,
+        "tusk_connections {}",
+        m.connections.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE tusk_connections_total counter");
+    let _ = writeln!(
+        out,
+        "tusk_connections_total {}",
+        m.connections_total.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tusk_requests_total Requests by API.\n# TYPE tusk_requests_total counter"
+    );
+    let mut apis: Vec<(i16, Arc<ApiStats>)> = m
+        .apis
+        .iter()
+        .map(|e| (*e.key(), e.value().clone()))
+        .collect();
+    apis.sort_by_key(|a| a.0);
+    let name = |k: i16| {
+        ApiKey::try_from(k)
+            .map(|a| format!("{a:?}"))
+            .unwrap_or_else(|_| k.to_string())
+    };
+    for (k, s) in &apis {
+        let _ = writeln!(
+            out,
+            "tusk_requests_total{{api=\"{}\"}} {}",
+            name(*k),
+            s.requests.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# TYPE tusk_request_errors_total counter");
+    for (k, s) in &apis {
+        let _ = writeln!(
+            out,
+            "tusk_request_errors_total{{api=\"{}\"}} {}",
+            name(*k),
+            s.errors.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# HELP tusk_request_latency_seconds_sum Time spent answering, by API.\n# TYPE tusk_request_latency_seconds_sum counter");
+    for (k, s) in &apis {
+        let _ = writeln!(
+            out,
+            "tusk_request_latency_seconds_sum{{api=\"{}\"}} {:.6}",
+            name(*k),
+            s.latency_us_sum.load(Ordering::Relaxed) as f64 / 1e6
+        );
+    }
+    let mut topics: Vec<(String, Arc<TopicStats>)> = m
+        .topics
+        .iter()
+        .map(|e| (e.key().clone(), e.value().clone()))
+        .collect();
+    topics.sort_by(|a, b| a.0.cmp(&b.0));
+    let _ = writeln!(out, "# TYPE tusk_topic_bytes_in_total counter");
+    for (t, s) in &topics {
+        let _ = writeln!(
+            out,
+            "tusk_topic_bytes_in_total{{topic=\"{t}\"}} {}",
+            s.bytes_in.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# TYPE tusk_topic_records_in_total counter");
+    for (t, s) in &topics {
+        let _ = writeln!(
+            out,
+            "tusk_topic_records_in_total{{topic=\"{t}\"}} {}",
+            s.records_in.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# TYPE tusk_topic_bytes_out_total counter");
+    for (t, s) in &topics {
+        let _ = writeln!(
+            out,
+            "tusk_topic_bytes_out_total{{topic=\"{t}\"}} {}",
+            s.bytes_out.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# HELP tusk_partition_log_end_offset Next offset of each partition.\n# TYPE tusk_partition_log_end_offset gauge");
+    let mut sizes = String::new();
+    for t in b.catalog.all() {
+        for p in t.all_partitions() {
+            let _ = writeln!(
+                out,
+                "tusk_partition_log_end_offset{{topic=\"{}\",partition=\"{}\"}} {}",
+                t.name,
+                p.index,
+                p.offsets().log_end
+            );
+            let _ = writeln!(
+                sizes,
+                "tusk_partition_size_bytes{{topic=\"{}\",partition=\"{}\"}} {}",
+                t.name,
+                p.index,
+                p.size().bytes
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE tusk_partition_size_bytes gauge");
+    out.push_str(&sizes);
+    b.groups.render_metrics(
+        |topic, p| b.partition(topic, p).ok().map(|p| p.offsets().log_end),
+        &mut out,
+    );
+    b.txns.render_metrics(&mut out);
+    out
+}
+
+/// Serves `GET /metrics` (any path) over plain HTTP/1.1.
+pub async fn serve(addr: std::net::SocketAddr, broker: Arc<Broker>) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    loop {
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // EMFILE and friends are passing conditions: the endpoint must outlive them.
+                tracing::warn!("metrics accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let b = broker.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let body = render(&b);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
