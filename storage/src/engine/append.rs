@@ -90,7 +90,7 @@ impl Shared {
                         last_generation: self.generation,
                         samples: vec![(pos, BLOCK_HEADER_SIZE)],
                         sealed: false,
-                        ckpt: (0, 0, false),
+                        ckpt: OnDisk::default(),
                         stamp: 0,
                         reserved: 0,
                     },
@@ -181,6 +181,7 @@ impl Shared {
         }
         st.next_position = pos;
         st.next_seq = seq;
+        st.debug_check();
         drop(st);
         lock(&self.dirty_topics)
             .entry(t.name.clone())

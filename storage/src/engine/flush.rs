@@ -56,14 +56,14 @@ impl Shared {
                 let list: Vec<PendingCheckpoint> = st
                     .blocks
                     .iter()
-                    .filter(|b| b.ckpt.1 != b.end || b.ckpt.2 != b.sealed)
+                    .filter(|b| b.ckpt.end != b.end || b.ckpt.sealed != b.sealed)
                     .map(|b| {
                         (
                             b.file.id,
                             b.index,
                             b.stamp,
                             Checkpoint {
-                                seq: b.ckpt.0 + 1,
+                                seq: b.ckpt.seq + 1,
                                 end: b.end,
                                 next_position: b.next_position,
                                 last_generation: b.last_generation,
@@ -132,7 +132,11 @@ impl Shared {
                     self.poison("checkpoint write failed", &e);
                     return Err(e);
                 }
-                b.ckpt = (ck.seq, ck.end, ck.sealed);
+                b.ckpt = OnDisk {
+                    seq: ck.seq,
+                    end: ck.end,
+                    sealed: ck.sealed,
+                };
                 touched.insert(file_id, b.file.clone());
             }
             drop(st);

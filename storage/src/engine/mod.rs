@@ -56,6 +56,16 @@ fn invalid_input(msg: impl Into<String>) -> io::Error {
     Error::Invalid(msg.into()).into()
 }
 
+/// What a block's newest checkpoint slot on disk says (all zero: no slot written).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct OnDisk {
+    /// Sequence number of the slot (the next one written is `seq + 1`).
+    seq: u64,
+    /// Committed bytes the slot claims.
+    end: u64,
+    sealed: bool,
+}
+
 /// One preallocated log file.
 struct WalFile {
     id: u64,
@@ -123,8 +133,8 @@ struct Block {
     last_generation: u32,
     samples: Vec<(u64, u64)>,
     sealed: bool,
-    /// What the newest checkpoint slot on disk says (seq, end, sealed).
-    ckpt: (u64, u64, bool),
+    /// What the newest checkpoint slot on disk says.
+    ckpt: OnDisk,
     /// The file's `writes` count after this block's last write: a checkpoint may claim the
     /// block's bytes only once `file.synced` has reached it.
     stamp: u64,
@@ -143,6 +153,36 @@ struct TopicState {
     deleted: bool,
     /// Checkpointed reads since the default cursor was last persisted (AtLeastOnce).
     reads_since_persist: u32,
+}
+
+impl TopicState {
+    /// The chain's invariants (debug builds check them after every append and at recovery):
+    /// positions are dense across blocks, the topic's next position is its last block's, and a
+    /// checkpoint never claims more than the block holds.
+    fn debug_check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let mut prev: Option<&Block> = None;
+        for b in &self.blocks {
+            if let Some(p) = prev {
+                debug_assert_eq!(p.next_position, b.first_position, "positions not dense");
+            }
+            debug_assert!(b.first_position <= b.next_position);
+            debug_assert!(
+                b.ckpt.end <= b.end,
+                "checkpoint claims more than the block holds"
+            );
+            prev = Some(b);
+        }
+        if let Some(last) = self.blocks.back() {
+            debug_assert_eq!(
+                last.next_position, self.next_position,
+                "topic end != block end"
+            );
+        }
+        debug_assert!(self.first_position <= self.next_position);
+    }
 }
 
 struct Topic {

@@ -2,6 +2,7 @@
 //! checkpoints plus a scan of what followed them, orphans invalidated, dead files removed.
 
 use super::*;
+use crate::index::IndexState;
 
 struct FoundBlock {
     file: Arc<WalFile>,
@@ -15,9 +16,72 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
     let generation = state.max_generation + 1;
     let upto = index.append(&[Record::Open { generation }])?;
     index.sync_upto(upto)?;
-    let file_len = cfg.block_size * cfg.blocks_per_file as u64;
 
-    // 1. Every file, every block header.
+    let (mut alloc, found) = scan_files(&*vfs, root, cfg)?;
+    let mut recovery = RecoveryStats {
+        blocks: found.len() as u64,
+        scanned_bytes: 0,
+    };
+    let rebuilt = rebuild_topics(found, &state, cfg, &mut recovery)?;
+    invalidate_orphans(rebuilt.orphans, cfg)?;
+    remove_dead_files(&*vfs, &mut alloc, &rebuilt.live_blocks, cfg)?;
+    let topics = rebuilt.topics;
+    let cursors = clamp_cursors(state.cursors, &topics);
+
+    let incarnation_base = (generation as u64) << 32;
+    debug_assert!(rebuilt.max_incarnation_gen < generation as u64);
+    Ok(Shared {
+        vfs,
+        preallocate_ahead: cfg.preallocate_ahead,
+        root: root.to_path_buf(),
+        recovery,
+        block_size: cfg.block_size,
+        blocks_per_file: cfg.blocks_per_file,
+        consistency: cfg.consistency,
+        schedule: cfg.schedule,
+        generation,
+        next_incarnation: AtomicU64::new(incarnation_base),
+        alloc: Mutex::new(alloc),
+        topics: RwLock::new(topics),
+        index,
+        cursors: Mutex::new(cursors),
+        dirty_topics: Mutex::new(HashMap::new()),
+        dirty_files: Mutex::new(HashMap::new()),
+        write_ticket: AtomicU64::new(0),
+        durable_ticket: AtomicU64::new(0),
+        flush_lock: Mutex::new(Instant::now()),
+        poisoned: Mutex::new(None),
+        on_failure: cfg.on_failure.clone(),
+        #[cfg(target_os = "linux")]
+        ring: if cfg.io_uring {
+            crate::uring::Ring::new()
+        } else {
+            None
+        },
+        shutdown: Mutex::new(false),
+        shutdown_cv: Condvar::new(),
+    })
+}
+
+/// What step 2 rebuilt: the live topics, the blocks that are not part of any, and how many
+/// blocks each file still holds alive.
+struct Rebuilt {
+    topics: HashMap<String, Arc<Topic>>,
+    /// Blocks past a torn tail, of superseded lives, or below a retention mark that lost data.
+    orphans: Vec<(Arc<WalFile>, u32)>,
+    /// (file id, span) of every block in a live chain.
+    live_blocks: Vec<(u64, u32)>,
+    max_incarnation_gen: u64,
+}
+
+/// Step 1: every file, every block header (and its newest checkpoint). What a killed process
+/// left in the page cache is synced first.
+fn scan_files(
+    vfs: &dyn Vfs,
+    root: &Path,
+    cfg: &WalrusBuilder,
+) -> io::Result<(Allocator, Vec<FoundBlock>)> {
+    let file_len = cfg.block_size * cfg.blocks_per_file as u64;
     let mut alloc = Allocator::default();
     let mut found: Vec<FoundBlock> = Vec::new();
     let mut names: Vec<(u64, PathBuf)> = Vec::new();
@@ -86,11 +150,17 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         );
     }
 
-    let mut recovery = RecoveryStats {
-        blocks: found.len() as u64,
-        scanned_bytes: 0,
-    };
-    // 2. Group by topic life; drop deleted and superseded lives.
+    Ok((alloc, found))
+}
+
+/// Step 2: blocks grouped by topic life; deleted and superseded lives dropped; each live
+/// topic's chain rebuilt from its checkpoints plus a scan of what followed them.
+fn rebuild_topics(
+    found: Vec<FoundBlock>,
+    state: &IndexState,
+    cfg: &WalrusBuilder,
+    recovery: &mut RecoveryStats,
+) -> io::Result<Rebuilt> {
     let mut lives: HashMap<Vec<u8>, BTreeMap<u64, Vec<FoundBlock>>> = HashMap::new();
     let mut max_incarnation_gen = 0u64;
     for b in found {
@@ -139,7 +209,7 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
             .get(first_live)
             .is_none_or(|b| b.header.first_position <= trim);
         let mut chain = if starts_right {
-            rebuild_chain(inc, &blocks[first_live..], cfg, &mut recovery)?
+            rebuild_chain(inc, &blocks[first_live..], cfg, recovery)?
         } else {
             Vec::new()
         };
@@ -210,9 +280,21 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         );
     }
 
-    // 3. Orphans (blocks past a torn tail) lose their header so they are never read again.
+    for t in topics.values() {
+        lock(&t.state).debug_check();
+    }
+    Ok(Rebuilt {
+        topics,
+        orphans: to_invalidate,
+        live_blocks,
+        max_incarnation_gen,
+    })
+}
+
+/// Step 3: orphans lose their header, durably, so they are never read again.
+fn invalidate_orphans(orphans: Vec<(Arc<WalFile>, u32)>, cfg: &WalrusBuilder) -> io::Result<()> {
     let mut synced: HashMap<u64, Arc<WalFile>> = HashMap::new();
-    for (f, idx) in to_invalidate {
+    for (f, idx) in orphans {
         f.file
             .write_all_at(&[0u8; 8], idx as u64 * cfg.block_size)?;
         synced.insert(f.id, f);
@@ -221,8 +303,18 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         f.file.sync_data()?;
     }
 
-    // 4. Live counts; files with nothing alive go.
-    for (id, span) in live_blocks {
+    Ok(())
+}
+
+/// Step 4: live block counts per file; files with nothing alive go (except a last file that
+/// still has blocks to hand out).
+fn remove_dead_files(
+    vfs: &dyn Vfs,
+    alloc: &mut Allocator,
+    live_blocks: &[(u64, u32)],
+    cfg: &WalrusBuilder,
+) -> io::Result<()> {
+    for &(id, span) in live_blocks {
         if let Some(m) = alloc.files.get_mut(&id) {
             m.live += span;
         }
@@ -246,9 +338,16 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         .filter(|(_, m)| m.allocated < cfg.blocks_per_file)
         .map(|(id, _)| *id);
 
-    // 5. Cursors never point past the data.
+    Ok(())
+}
+
+/// Step 5: cursors never point past the data.
+fn clamp_cursors(
+    stored: HashMap<Vec<u8>, BTreeMap<Vec<u8>, Cursor>>,
+    topics: &HashMap<String, Arc<Topic>>,
+) -> HashMap<String, BTreeMap<Vec<u8>, Cursor>> {
     let mut cursors: HashMap<String, BTreeMap<Vec<u8>, Cursor>> = HashMap::new();
-    for (t, m) in state.cursors {
+    for (t, m) in stored {
         let Ok(name) = String::from_utf8(t) else {
             continue;
         };
@@ -266,39 +365,7 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         cursors.insert(name, m);
     }
 
-    let incarnation_base = (generation as u64) << 32;
-    debug_assert!(max_incarnation_gen < generation as u64);
-    Ok(Shared {
-        vfs,
-        preallocate_ahead: cfg.preallocate_ahead,
-        root: root.to_path_buf(),
-        recovery,
-        block_size: cfg.block_size,
-        blocks_per_file: cfg.blocks_per_file,
-        consistency: cfg.consistency,
-        schedule: cfg.schedule,
-        generation,
-        next_incarnation: AtomicU64::new(incarnation_base),
-        alloc: Mutex::new(alloc),
-        topics: RwLock::new(topics),
-        index,
-        cursors: Mutex::new(cursors),
-        dirty_topics: Mutex::new(HashMap::new()),
-        dirty_files: Mutex::new(HashMap::new()),
-        write_ticket: AtomicU64::new(0),
-        durable_ticket: AtomicU64::new(0),
-        flush_lock: Mutex::new(Instant::now()),
-        poisoned: Mutex::new(None),
-        on_failure: cfg.on_failure.clone(),
-        #[cfg(target_os = "linux")]
-        ring: if cfg.io_uring {
-            crate::uring::Ring::new()
-        } else {
-            None
-        },
-        shutdown: Mutex::new(false),
-        shutdown_cv: Condvar::new(),
-    })
+    cursors
 }
 
 /// Rebuilds a topic's chain from its blocks (sorted by seq): trusts checkpoints, scans only what
@@ -333,7 +400,7 @@ fn rebuild_chain(
             last_generation: last_gen,
             samples: vec![(h.first_position, BLOCK_HEADER_SIZE)],
             sealed: false,
-            ckpt: (0, 0, false),
+            ckpt: OnDisk::default(),
             stamp: 0,
             // What was written is reserved; beyond it, reserving again is harmless.
             reserved: 0,
@@ -348,13 +415,17 @@ fn rebuild_chain(
                 b.last_generation = c.last_generation;
                 b.samples = c.samples.clone();
                 b.sealed = c.sealed;
-                b.ckpt = (c.seq, c.end, c.sealed);
+                b.ckpt = OnDisk {
+                    seq: c.seq,
+                    end: c.end,
+                    sealed: c.sealed,
+                };
                 last_gen = c.last_generation;
             }
         }
         let idx = chain.len();
         committed = committed.or(Some((idx, b.end, b.next_position, b.samples.len())));
-        if b.ckpt.0 > 0 && committed.is_some_and(|c| c.0 < idx) {
+        if b.ckpt.seq > 0 && committed.is_some_and(|c| c.0 < idx) {
             // A checkpoint only ever covers whole batches.
             committed = Some((idx, b.end, b.next_position, b.samples.len()));
         }

@@ -33,7 +33,7 @@ fn a_checkpoint_never_claims_bytes_of_an_unsynced_file() {
         let t = w.shared.topic(name).unwrap();
         let st = lock(&t.state);
         for b in &st.blocks {
-            let claimed = b.ckpt.1;
+            let claimed = b.ckpt.end;
             assert!(
                 claimed < b.end || b.stamp <= b.file.synced.load(Ordering::SeqCst),
                 "topic {name}: checkpoint claims {claimed} bytes of a file synced only \
@@ -49,6 +49,6 @@ fn a_checkpoint_never_claims_bytes_of_an_unsynced_file() {
     let t = w.shared.topic("b").unwrap();
     let st = lock(&t.state);
     let b = st.blocks.back().unwrap();
-    assert_eq!(b.ckpt.1, b.end);
+    assert_eq!(b.ckpt.end, b.end);
     assert!(b.stamp <= b.file.synced.load(Ordering::SeqCst));
 }
