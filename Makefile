@@ -5,7 +5,8 @@ PYTHON ?= python3
 
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
-        plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup
+        plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
+        differential kafka-fixture
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -16,7 +17,7 @@ build: ## Build the broker (release)
 run: build ## Build and start the broker: 127.0.0.1:9092, data in ./data
 	./target/release/tusk
 
-install-test-deps: ## Install kcat and the Python clients the tests drive
+install-test-deps: ## Install kcat, the Python clients and the Apache Kafka fixture the tests drive
 	./scripts/install-test-deps.sh
 
 test: install-test-deps lint ## Install test needs, lint, and run every test (what CI runs)
@@ -101,3 +102,9 @@ fmt: ## Format the code
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+
+differential: build ## Compare Tusk's answers with Apache Kafka's (starts the Kafka fixture; TUSK_DIFF_REPORT=1 prints every difference)
+	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential -- --nocapture
+
+kafka-fixture: ## Run Apache Kafka on 127.0.0.1:19092 (data in target/kafka-fixture) for manual comparisons
+	./scripts/kafka-fixture.sh start $(CURDIR)/target/kafka-fixture 19092

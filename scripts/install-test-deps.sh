@@ -20,3 +20,14 @@ import importlib, sys
 for m in ("pytest", "kafka", "confluent_kafka", "prometheus_client"):
     importlib.import_module(m)
 PY
+# Apache Kafka, the reference broker of tests/differential.rs: Java 17 and Maven (installed
+# here if missing), jars from Maven Central, cached in ~/.cache/tusk-kafka.
+need_java=()
+command -v java >/dev/null 2>&1 || need_java+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_java+=(maven)
+if [ ${#need_java[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_java[@]}"
+fi
+./scripts/kafka-fixture.sh fetch

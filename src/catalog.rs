@@ -82,27 +82,36 @@ pub struct Catalog {
     pub cluster_id: String,
 }
 
-/// Kafka's topic name rules.
+/// Kafka's topic name rules, with Kafka's messages.
 pub fn validate_name(name: &str) -> Result<(), String> {
+    let invalid = |why: String| Err(format!("Topic name is invalid: {why}"));
     if name.is_empty() {
-        return Err("topic name is empty".into());
+        return invalid("the empty string is not allowed".into());
     }
     if name == "." || name == ".." {
-        return Err(format!("topic name {name:?} is not allowed"));
+        return invalid(format!("'{name}' is not allowed"));
     }
     if name.len() > 249 {
-        return Err(format!(
-            "topic name is {} characters long, the limit is 249",
-            name.len()
+        return invalid(format!(
+            "the length of '{name}' is longer than the max allowed length 249"
         ));
     }
-    if let Some(c) = name
+    if name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("topic name {name:?} contains {c:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"));
+        return invalid(format!("'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'"));
     }
     Ok(())
+}
+
+/// Kafka's message when CreatePartitions does not ask for more partitions.
+pub fn partitions_not_increased(topic: &str, current: i32, count: i32) -> String {
+    if count == current {
+        format!("Topic already has {current} partition(s).")
+    } else {
+        format!("The topic {topic} currently has {current} partition(s); {count} would not be an increase.")
+    }
 }
 
 /// Every key known and every value valid, else INVALID_CONFIG with the reason.
@@ -244,7 +253,7 @@ impl Catalog {
         if partitions <= 0 {
             return Err((
                 ResponseError::InvalidPartitions,
-                format!("Number of partitions must be larger than 0, got {partitions}."),
+                "Number of partitions was set to an invalid non-positive value.".to_string(),
             ));
         }
         if partitions > 100_000 {
@@ -333,7 +342,7 @@ impl Catalog {
         if count <= current {
             return Err((
                 ResponseError::InvalidPartitions,
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+                partitions_not_increased(&topic.name, current, count),
             ));
         }
         // The new partitions are made first, outside the topic's lock (readers keep going);

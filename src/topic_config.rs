@@ -10,12 +10,6 @@ pub struct ConfigDef {
     pub doc: &'static str,
 }
 
-fn long_min_neg1(v: &str) -> Result<(), String> {
-    match v.parse::<i64>() {
-        Ok(n) if n >= -1 => Ok(()),
-        _ => Err(format!("{v:?} must be a number ≥ -1")),
-    }
-}
 fn cleanup_policy(v: &str) -> Result<(), String> {
     // A list of delete and compact (empty: neither, Kafka 4's "retain forever").
     match v
@@ -46,9 +40,7 @@ fn int_at_least(v: &str, min: i32) -> Result<(), String> {
     match v.parse::<i32>() {
         Ok(n) if n >= min => Ok(()),
         Ok(_) => Err(format!("Value must be at least {min}")),
-        Err(_) => Err(format!(
-            "Invalid value {v} for configuration: Not a number of type INT"
-        )),
+        Err(_) => Err("Not a number of type INT".into()),
     }
 }
 /// Kafka's LONG configs: a 64-bit integer of at least `min`.
@@ -56,9 +48,7 @@ fn long_at_least(v: &str, min: i64) -> Result<(), String> {
     match v.parse::<i64>() {
         Ok(n) if n >= min => Ok(()),
         Ok(_) => Err(format!("Value must be at least {min}")),
-        Err(_) => Err(format!(
-            "Invalid value {v} for configuration: Not a number of type LONG"
-        )),
+        Err(_) => Err("Not a number of type LONG".into()),
     }
 }
 /// Kafka's INT configs of at least `MIN` (topic segment.bytes: at least a legacy record's
@@ -73,10 +63,33 @@ fn long_min<const MIN: i64>(v: &str) -> Result<(), String> {
 fn boolean(v: &str) -> Result<(), String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "false" => Ok(()),
-        _ => Err(format!(
-            "Invalid value {v} for configuration: Expected value to be either true or false"
-        )),
+        _ => Err("Expected value to be either true or false".into()),
     }
+}
+/// Kafka's INT configs in `[MIN, MAX]`.
+fn int_range<const MIN: i32, const MAX: i32>(v: &str) -> Result<(), String> {
+    match v.parse::<i32>() {
+        Ok(n) if (MIN..=MAX).contains(&n) => Ok(()),
+        Ok(n) if n < MIN => Err(format!("Value must be at least {MIN}")),
+        Ok(_) => Err(format!("Value must be no more than {MAX}")),
+        Err(_) => Err("Not a number of type INT".into()),
+    }
+}
+/// gzip: -1 (the library's default) or 1 to 9.
+fn gzip_level(v: &str) -> Result<(), String> {
+    match v.parse::<i32>() {
+        Ok(-1 | 1..=9) => Ok(()),
+        Ok(_) => Err("Value must be between 1 and 9, or -1 for the default".into()),
+        Err(_) => Err("Not a number of type INT".into()),
+    }
+}
+/// Tiered storage is not implemented: a topic may only say it is off.
+fn remote_storage(v: &str) -> Result<(), String> {
+    boolean(v)?;
+    if v.eq_ignore_ascii_case("true") {
+        return Err("Tusk has no tiered storage".into());
+    }
+    Ok(())
 }
 fn any(_: &str) -> Result<(), String> {
     Ok(())
@@ -97,13 +110,13 @@ pub const CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "retention.ms",
         default: "604800000",
-        validate: long_min_neg1,
+        validate: long_min::<-1>,
         doc: "enforced",
     },
     ConfigDef {
         name: "retention.bytes",
         default: "-1",
-        validate: long_min_neg1,
+        validate: long_min::<-1>,
         doc: "enforced",
     },
     ConfigDef {
@@ -220,17 +233,73 @@ pub const CONFIGS: &[ConfigDef] = &[
         validate: boolean,
         doc: "Walrus always preallocates",
     },
+    // Kafka 4 removed message.format.version and message.downconversion.enable (unknown configs
+    // there, so here too).
     ConfigDef {
-        name: "message.format.version",
-        default: "3.0-IV1",
-        validate: any,
-        doc: "accepted; Tusk stores record batch v2 only",
+        name: "compression.gzip.level",
+        default: "-1",
+        validate: gzip_level,
+        doc: "accepted; batches are stored as produced",
     },
     ConfigDef {
-        name: "message.downconversion.enable",
-        default: "true",
+        name: "compression.lz4.level",
+        default: "9",
+        validate: int_range::<1, 17>,
+        doc: "accepted; batches are stored as produced",
+    },
+    ConfigDef {
+        name: "compression.zstd.level",
+        default: "3",
+        validate: int_range::<-131072, 22>,
+        doc: "accepted; batches are stored as produced",
+    },
+    ConfigDef {
+        name: "local.retention.ms",
+        default: "-2",
+        validate: long_min::<-2>,
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "local.retention.bytes",
+        default: "-2",
+        validate: long_min::<-2>,
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "remote.storage.enable",
+        default: "false",
+        validate: remote_storage,
+        doc: "tiered storage: not implemented (only false)",
+    },
+    ConfigDef {
+        name: "remote.log.copy.disable",
+        default: "false",
         validate: boolean,
-        doc: "accepted",
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "remote.log.delete.on.disable",
+        default: "false",
+        validate: boolean,
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "remote.copy.lag.bytes",
+        default: "-1",
+        validate: long_min::<-1>,
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "remote.copy.lag.ms",
+        default: "0",
+        validate: long_min::<0>,
+        doc: "tiered storage: not implemented",
+    },
+    ConfigDef {
+        name: "errors.deadletterqueue.group.enable",
+        default: "false",
+        validate: boolean,
+        doc: "accepted (Kafka Streams' dead-letter queue marker)",
     },
     ConfigDef {
         name: "min.cleanable.dirty.ratio",
@@ -252,6 +321,48 @@ pub const CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+/// The broker-level config a topic config overrides, as DescribeConfigs lists it among the
+/// synonyms (Kafka's names; most are the topic name with a `log.` prefix). `None` where Kafka
+/// lists no broker synonym (it has none, or its broker default is unset).
+pub fn broker_synonym(topic_config: &str) -> Option<&'static str> {
+    Some(match topic_config {
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "local.retention.bytes" => "log.local.retention.bytes",
+        "local.retention.ms" => "log.local.retention.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "preallocate" => "log.preallocate",
+        "remote.copy.lag.bytes" => "log.remote.copy.lag.bytes",
+        "remote.copy.lag.ms" => "log.remote.copy.lag.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        // retention.ms's broker default is log.retention.hours, which Kafka does not list.
+        "errors.deadletterqueue.group.enable"
+        | "retention.ms"
+        | "flush.ms"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas"
+        | "remote.log.copy.disable"
+        | "remote.log.delete.on.disable"
+        | "remote.storage.enable"
+        | "segment.jitter.ms"
+        | "segment.ms" => return None,
+        // The rest have a broker config of the same name (compression.type,
+        // min.insync.replicas, unclean.leader.election.enable, ...).
+        other => return CONFIGS.iter().find(|c| c.name == other).map(|c| c.name),
+    })
+}
+
 pub fn def(name: &str) -> Option<&'static ConfigDef> {
     CONFIGS.iter().find(|c| c.name == name)
 }
@@ -259,8 +370,10 @@ pub fn def(name: &str) -> Option<&'static ConfigDef> {
 /// Checks one key/value pair.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match def(name) {
-        Some(d) => (d.validate)(value).map_err(|e| format!("invalid value for {name}: {e}")),
-        None => Err(format!("unknown topic config {name}")),
+        // Kafka's messages (ConfigException), which admin tools show as they are.
+        Some(d) => (d.validate)(value)
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}")),
+        None => Err(format!("Unknown topic config name: {name}")),
     }
 }
 

@@ -26,24 +26,18 @@ pub async fn handle(b: &Broker, req: CreatePartitionsRequest, _v: i16) -> Create
                 ResponseError::InvalidRequest,
                 "Duplicate topic in request.".to_string(),
             )),
-            None => Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("The topic '{name}' does not exist."),
-            )),
+            // Kafka answers an unknown topic without a message.
+            None => Err((ResponseError::UnknownTopicOrPartition, String::new())),
             Some(topic) if t.count <= topic.partition_count() => Err((
                 ResponseError::InvalidPartitions,
-                format!(
-                    "Topic currently has {} partitions, which is higher than the requested {}.",
-                    topic.partition_count(),
-                    t.count
-                ),
+                crate::catalog::partitions_not_increased(&name, topic.partition_count(), t.count),
             )),
             Some(topic) => {
                 let added = t.count as i64 - topic.partition_count() as i64;
                 let assignment_problem = t.assignments.as_ref().and_then(|a| {
                     if a.len() as i64 != added {
                         return Some(format!(
-                            "Increasing the number of partitions by {added} but {} assignments provided.",
+                            "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
                             a.len()
                         ));
                     }
@@ -74,7 +68,7 @@ pub async fn handle(b: &Broker, req: CreatePartitionsRequest, _v: i16) -> Create
             Ok(()) => r,
             Err((e, m)) => r
                 .with_error_code(e.code())
-                .with_error_message(Some(str(&m))),
+                .with_error_message((!m.is_empty()).then(|| str(&m))),
         });
     }
     CreatePartitionsResponse::default().with_results(results)

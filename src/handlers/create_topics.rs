@@ -45,12 +45,17 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
         .collect();
     // Kafka refuses the excess of a request asking for too many partitions in all.
     let mut partitions_left = MAX_PARTITIONS_PER_REQUEST;
+    let mut answered_duplicates = std::collections::BTreeSet::new();
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
         if duplicated.contains(&name) {
+            // One answer per duplicated name, as Kafka gives.
+            if !answered_duplicates.insert(name.clone()) {
+                continue;
+            }
             res.error_code = ResponseError::InvalidRequest.code();
-            res.error_message = Some(str(&format!("Duplicate topic name {name} in the request.")));
+            res.error_message = Some(str("Duplicate topic name."));
             if v >= 5 {
                 res.num_partitions = -1;
                 res.replication_factor = -1;
@@ -77,12 +82,17 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
         let rf_ok = t.replication_factor == -1
             || (1..=b.config.accept_replication_factor).contains(&t.replication_factor);
         let outcome = if !rf_ok {
+            let rf = t.replication_factor;
             Err((
                 ResponseError::InvalidReplicationFactor,
-                format!(
-                    "Replication factor {} is larger than the number of brokers (1).",
-                    t.replication_factor
-                ),
+                if rf <= 0 {
+                    "Replication factor must be larger than 0, or -1 to use the default value."
+                        .to_string()
+                } else {
+                    format!(
+                        "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered or some brokers have all their log directories cordoned."
+                    )
+                },
             ))
         } else if let Some(m) = t.assignments.iter().find_map(|a| {
             let ids: Vec<i32> = a.broker_ids.iter().map(|id| id.0).collect();
@@ -115,6 +125,7 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
         }
         match outcome {
             Ok(topic) => {
+                res.error_message = None;
                 res.num_partitions = partitions;
                 res.replication_factor = 1;
                 if v >= 7 {

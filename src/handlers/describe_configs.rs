@@ -1,6 +1,8 @@
 //! DescribeConfigs: every topic config with its value and source (topic override or default),
 //! and the broker's own settings.
 
+use std::collections::BTreeMap;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::*;
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -15,8 +17,25 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
+/// Kafka's INT configs among those whose names and defaults would say LONG.
+const INT_CONFIGS: &[&str] = &[
+    "max.message.bytes",
+    "segment.bytes",
+    "segment.index.bytes",
+    "index.interval.bytes",
+    "min.insync.replicas",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "group.initial.rebalance.delay.ms",
+];
+
 fn config_type(name: &str, default: &str) -> i8 {
-    if name == "cleanup.policy" || name.ends_with(".replicas") {
+    if INT_CONFIGS.contains(&name) {
+        3 // INT
+    } else if name == "cleanup.policy" || name == "log.dirs" || name.ends_with(".replicas") {
         7 // LIST
     } else if default == "true" || default == "false" {
         1 // BOOLEAN
@@ -46,7 +65,9 @@ fn entry(
         .with_name(str(name))
         .with_value(Some(str(value)))
         .with_read_only(read_only)
-        .with_config_source(source);
+        .with_config_source(source)
+        // Null unless asked for (Kafka): include_documentation fills it in.
+        .with_documentation(None);
     if v >= 1 && synonyms {
         r.synonyms = vec![DescribeConfigsSynonym::default()
             .with_name(str(name))
@@ -59,8 +80,14 @@ fn entry(
     r
 }
 
-fn broker_configs(b: &Broker) -> Vec<(String, String)> {
-    let c = &b.config;
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str(name))
+        .with_value(Some(str(value)))
+        .with_source(source)
+}
+
+fn broker_configs(c: &crate::config::Config) -> Vec<(String, String)> {
     vec![
         ("node.id".into(), c.node_id.to_string()),
         ("broker.id".into(), c.node_id.to_string()),
@@ -112,9 +139,8 @@ pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> Describe
                     let Some(topic) = b.topic(&name) else {
                         return r
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(str(&format!(
-                                "Topic '{name}' does not exist."
-                            ))));
+                            // Kafka's answer carries an empty message.
+                            .with_error_message(Some(str("")));
                     };
                     let cfg = topic.config();
                     let configs = CONFIGS
@@ -139,6 +165,17 @@ pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> Describe
                             if v >= 3 && req.include_documentation {
                                 e.documentation = Some(str(d.doc));
                             }
+                            if v >= 1 && req.include_synonyms {
+                                // Kafka's order: the topic's override, then the broker-level
+                                // config it overrides (at its default here).
+                                let topic_level =
+                                    set.map(|s| synonym(d.name, s, SOURCE_DYNAMIC_TOPIC));
+                                // retention.ms's broker default is log.retention.hours (Kafka
+                                // lists the unset log.retention.ms/minutes not at all).
+                                let broker_level = crate::topic_config::broker_synonym(d.name)
+                                    .map(|n| synonym(n, d.default, SOURCE_DEFAULT));
+                                e.synonyms = topic_level.into_iter().chain(broker_level).collect();
+                            }
                             e
                         })
                         .collect();
@@ -150,19 +187,33 @@ pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> Describe
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_error_message(Some(str(&format!("unknown broker {name}"))));
                     }
-                    let configs = broker_configs(b)
+                    // A value the operator did not change is reported as Kafka reports an
+                    // unset config: DEFAULT_CONFIG (a flag given its default value looks the
+                    // same).
+                    let defaults: BTreeMap<String, String> =
+                        <crate::config::Config as clap::Parser>::try_parse_from(["tusk"])
+                            .map(|d| broker_configs(&d).into_iter().collect())
+                            .unwrap_or_default();
+                    let configs = broker_configs(&b.config)
                         .into_iter()
                         .filter(|(k, _)| wanted(k))
                         .map(|(k, val)| {
-                            entry(
-                                &k,
-                                &val,
-                                SOURCE_STATIC_BROKER,
-                                true,
-                                v,
-                                &val,
-                                req.include_synonyms,
-                            )
+                            let default = defaults.get(&k);
+                            // node.id is always set (Kafka requires it in server.properties).
+                            let source = if default == Some(&val) && k != "node.id" {
+                                SOURCE_DEFAULT
+                            } else {
+                                SOURCE_STATIC_BROKER
+                            };
+                            let mut e =
+                                entry(&k, &val, source, true, v, &val, req.include_synonyms);
+                            // Kafka lists the default under the value that overrides it.
+                            if let Some(d) = default.filter(|d| {
+                                source == SOURCE_STATIC_BROKER && req.include_synonyms && *d != &val
+                            }) {
+                                e.synonyms.push(synonym(&k, d, SOURCE_DEFAULT));
+                            }
+                            e
                         })
                         .collect();
                     r.with_configs(configs)

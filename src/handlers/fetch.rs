@@ -91,11 +91,11 @@ fn read_all(
                     }
                 }
                 Err(e) => {
+                    // Kafka answers an erroring partition without offsets (all -1).
                     any_error = true;
-                    let o = partition.offsets();
-                    pd.high_watermark = o.high_watermark;
-                    pd.last_stable_offset = o.last_stable;
-                    pd.log_start_offset = o.log_start;
+                    pd.high_watermark = -1;
+                    pd.last_stable_offset = -1;
+                    pd.log_start_offset = -1;
                     pd.error_code = e.code();
                 }
             }

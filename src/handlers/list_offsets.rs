@@ -46,7 +46,8 @@ pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsR
                     };
                     match found {
                         Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts),
-                        Ok(None) => r,
+                        // Nothing at or after the timestamp: offset -1, no leader epoch.
+                        Ok(None) => r.with_leader_epoch(-1),
                         Err(e) => r.with_error_code(e.code()),
                     }
                 })

@@ -1,0 +1,848 @@
+//! Differential tests: the same request sequences go to Apache Kafka (the fixture of
+//! `scripts/kafka-fixture.sh`) and to Tusk, and the answers are compared field by field after
+//! normalising what legitimately differs (cluster and topic ids, node addresses, producer ids,
+//! throttle times).
+//!
+//! Every difference found must be listed in `docs/compat.md` (its key, in backticks, in the
+//! table of known differences, with the reason it stays): a difference that is not listed fails
+//! the test, and so does a listed one that no longer occurs, so the list stays true.
+//!
+//! `TUSK_KAFKA_ADDR=host:port` uses a Kafka broker already running (faster when iterating);
+//! otherwise the test starts the fixture itself (it needs Java 17 and Maven). `TUSK_DIFF_REPORT=1`
+//! prints every comparison.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use common::wire::*;
+
+/// Apache Kafka for the length of the test: started by the fixture script, stopped on drop.
+struct Kafka {
+    addr: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Kafka {
+    fn get() -> Kafka {
+        if let Ok(addr) = std::env::var("TUSK_KAFKA_ADDR") {
+            return Kafka { addr, dir: None };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let status = Command::new(script())
+            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .status()
+            .expect("cannot run scripts/kafka-fixture.sh");
+        assert!(
+            status.success(),
+            "the Apache Kafka fixture did not start (see scripts/kafka-fixture.sh)"
+        );
+        Kafka {
+            addr: format!("127.0.0.1:{port}"),
+            dir: Some(dir),
+        }
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = Command::new(script())
+                .args(["stop", dir.path().to_str().unwrap()])
+                .status();
+        }
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-fixture.sh")
+}
+
+/// One connection to each broker.
+struct Pair {
+    kafka: TcpStream,
+    tusk: TcpStream,
+    /// Differences found: key (`case: field`) -> what each broker said.
+    diffs: BTreeMap<String, (String, String)>,
+    compared: usize,
+    report: bool,
+    /// The run's suffix in topic names, replaced by `*` in difference keys (stable keys).
+    run_suffix: String,
+}
+
+fn open(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+impl Pair {
+    /// Sends `req` to both, normalises both answers with `norm`, compares them.
+    fn same<Req: Encodable, Resp: Decodable + std::fmt::Debug>(
+        &mut self,
+        case: &str,
+        key: ApiKey,
+        v: i16,
+        req: &Req,
+        norm: impl Fn(&mut Resp),
+    ) -> (Resp, Resp) {
+        let mut k: Resp = call(&mut self.kafka, key, v, req);
+        let mut t: Resp = call(&mut self.tusk, key, v, req);
+        norm(&mut k);
+        norm(&mut t);
+        self.compare(
+            case,
+            &flatten(&format!("{k:#?}")),
+            &flatten(&format!("{t:#?}")),
+        );
+        (k, t)
+    }
+
+    fn compare(&mut self, case: &str, k: &BTreeMap<String, String>, t: &BTreeMap<String, String>) {
+        self.compared += 1;
+        let none = "(absent)".to_string();
+        for path in k.keys().chain(t.keys()) {
+            let (kv, tv) = (k.get(path).unwrap_or(&none), t.get(path).unwrap_or(&none));
+            if kv == tv {
+                continue;
+            }
+            // A list element one side lacks altogether is one difference, not one per field.
+            let missing_on = if !k.contains_key(path) {
+                Some(k)
+            } else if !t.contains_key(path) {
+                Some(t)
+            } else {
+                None
+            };
+            if let Some(side) = missing_on {
+                if let Some(top) = absent_ancestor(path, side) {
+                    let (kv, tv) = if std::ptr::eq(side, k) {
+                        (none.clone(), "(present)".to_string())
+                    } else {
+                        ("(present)".to_string(), none.clone())
+                    };
+                    let key = format!("{case}: {top}").replace(&self.run_suffix, "-*");
+                    self.diffs.insert(key, (kv, tv));
+                    continue;
+                }
+            }
+            let key = format!("{case}: {path}").replace(&self.run_suffix, "-*");
+            self.diffs.insert(key, (kv.clone(), tv.clone()));
+        }
+        if self.report {
+            eprintln!("compared {case}: {} fields", k.len().max(t.len()));
+        }
+    }
+}
+
+/// The shortest `[name]` element prefix of `path` that `side` has no field under.
+fn absent_ancestor(path: &str, side: &BTreeMap<String, String>) -> Option<String> {
+    let mut end = 0;
+    while let Some(i) = path[end..].find("].") {
+        let prefix = &path[..end + i + 1];
+        end += i + 2;
+        let dotted = format!("{prefix}.");
+        if !side.keys().any(|k| k.starts_with(&dotted)) {
+            return Some(prefix.to_string());
+        }
+    }
+    None
+}
+
+/// A pretty Debug rendering as path -> value (`topics.0.error_code` -> `37`); list elements
+/// with a `name` are keyed by it (`configs.[retention.ms].value`), so order does not matter.
+fn flatten(debug: &str) -> BTreeMap<String, String> {
+    let raw = flatten_raw(debug);
+    // "x.3.name" or "x.3.name.0" (a newtype or Option around the name) -> "x.3" is "x.[name]".
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for (path, value) in &raw {
+        let base = path
+            .strip_suffix(".name.0")
+            .or_else(|| path.strip_suffix(".name"));
+        let Some(base) = base else { continue };
+        let Some((parent, idx)) = base.rsplit_once('.') else {
+            continue;
+        };
+        if idx.parse::<usize>().is_ok() && value.starts_with('"') {
+            renames.push((
+                format!("{base}."),
+                format!("{parent}.[{}].", value.trim_matches('"')),
+            ));
+        }
+    }
+    // Deepest first, so a renamed parent does not hide a child's prefix.
+    renames.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    raw.into_iter()
+        .map(|(path, v)| {
+            let mut p = format!("{path}.");
+            for (from, to) in &renames {
+                if let Some(rest) = p.strip_prefix(from.as_str()) {
+                    p = format!("{to}{rest}");
+                }
+            }
+            (p.trim_end_matches('.').to_string(), v)
+        })
+        .collect()
+}
+
+fn flatten_raw(debug: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    // (name, next child index) per open bracket.
+    let mut stack: Vec<(String, usize)> = Vec::new();
+    for line in debug.lines() {
+        let l = line.trim().trim_end_matches(',');
+        if l.is_empty() {
+            continue;
+        }
+        if l.starts_with(['}', ']', ')']) {
+            stack.pop();
+            continue;
+        }
+        let (name, value) = match l.split_once(": ") {
+            Some((n, v)) if !n.contains(' ') && !n.contains('"') => (n.to_string(), v),
+            _ => {
+                let i = stack.last_mut().map(|s| {
+                    s.1 += 1;
+                    s.1 - 1
+                });
+                (i.map(|i| i.to_string()).unwrap_or_default(), l)
+            }
+        };
+        let path: Vec<&str> = stack
+            .iter()
+            .map(|s| s.0.as_str())
+            .chain(std::iter::once(name.as_str()))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let path = path.join(".");
+        if value.ends_with(['{', '[', '(']) {
+            stack.push((name, 0));
+            continue;
+        }
+        out.insert(path, value.to_string());
+    }
+    out
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn creatable(name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(s(k))
+                        .with_value(Some(s(v)))
+                })
+                .collect(),
+        )
+}
+
+fn norm_create(r: &mut CreateTopicsResponse) {
+    r.throttle_time_ms = 0;
+    for t in &mut r.topics {
+        t.topic_id = Default::default();
+        // Kafka lists a new topic's configs in an order of its own.
+        if let Some(c) = &mut t.configs {
+            c.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+}
+
+fn norm_describe_configs(r: &mut DescribeConfigsResponse) {
+    r.throttle_time_ms = 0;
+    for res in &mut r.results {
+        res.configs.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
+/// Whether `key` matches `pattern`, where `*` stands for any text.
+fn glob(pattern: &str, key: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == key;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !key.starts_with(first) || !key.ends_with(last) || key.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut at = first.len();
+    let end = key.len() - last.len();
+    for mid in &parts[1..parts.len() - 1] {
+        match key[at..end].find(mid) {
+            Some(i) => at += i + mid.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The compat list: keys of the known differences, from `docs/compat.md`.
+fn known_differences() -> BTreeMap<String, String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/compat.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = BTreeMap::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_table = line.contains("Known differences");
+            continue;
+        }
+        if !in_table || !line.starts_with("| `") {
+            continue;
+        }
+        if let Some(key) = line[3..].split('`').next() {
+            out.insert(key.to_string(), line.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn tusk_answers_like_apache_kafka() {
+    let kafka = Kafka::get();
+    let tusk = common::Broker::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let run = std::process::id();
+    let mut p = Pair {
+        kafka: open(&kafka.addr),
+        tusk: open(&tusk.addr()),
+        diffs: BTreeMap::new(),
+        compared: 0,
+        report: std::env::var_os("TUSK_DIFF_REPORT").is_some(),
+        run_suffix: format!("-{run}"),
+    };
+
+    // ApiVersions: the same API keys and version ranges, so clients infer the same broker.
+    {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(s("tusk-diff"))
+            .with_client_software_version(s("1"));
+        let k: ApiVersionsResponse = call(&mut p.kafka, ApiKey::ApiVersions, 3, &req);
+        let t: ApiVersionsResponse = call(&mut p.tusk, ApiKey::ApiVersions, 3, &req);
+        let table = |r: &ApiVersionsResponse| -> BTreeMap<String, String> {
+            let mut m: BTreeMap<String, String> = r
+                .api_keys
+                .iter()
+                .map(|a| {
+                    let name = ApiKey::try_from(a.api_key)
+                        .map(|k| format!("{k:?}"))
+                        .unwrap_or_else(|_| format!("key{}", a.api_key));
+                    (name, format!("v{}-{}", a.min_version, a.max_version))
+                })
+                .collect();
+            m.insert("error_code".into(), r.error_code.to_string());
+            let features: Vec<String> = r
+                .finalized_features
+                .iter()
+                .map(|f| format!("{}={}", f.name.as_str(), f.max_version_level))
+                .collect();
+            m.insert("finalized_features".into(), features.join(" "));
+            m
+        };
+        p.compare("api_versions", &table(&k), &table(&t));
+    }
+
+    // Metadata of a topic that does not exist, without auto-creation.
+    p.same(
+        "metadata.unknown_topic",
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(topic_name(&format!("no-such-{run}"))))])),
+        |r: &mut MetadataResponse| {
+            r.throttle_time_ms = 0;
+            r.brokers.clear();
+            r.cluster_id = None;
+            r.controller_id = BrokerId(0);
+            for t in &mut r.topics {
+                t.topic_id = Default::default();
+                t.name = None;
+            }
+        },
+    );
+
+    // CreateTopics: a valid topic, and each way of getting it wrong.
+    let topic = format!("diff-{run}");
+    let cases: Vec<(&str, Vec<CreatableTopic>, bool)> = vec![
+        ("ok", vec![creatable(&topic, 3, 1, &[])], false),
+        ("exists", vec![creatable(&topic, 3, 1, &[])], false),
+        (
+            "zero_partitions",
+            vec![creatable(&format!("zp-{run}"), 0, 1, &[])],
+            false,
+        ),
+        (
+            "negative_partitions",
+            vec![creatable(&format!("np-{run}"), -5, 1, &[])],
+            false,
+        ),
+        (
+            "replication_factor_3",
+            vec![creatable(&format!("rf-{run}"), 1, 3, &[])],
+            false,
+        ),
+        (
+            "replication_factor_0",
+            vec![creatable(&format!("rf0-{run}"), 1, 0, &[])],
+            false,
+        ),
+        ("bad_name", vec![creatable("bad/name", 1, 1, &[])], false),
+        ("dot_name", vec![creatable(".", 1, 1, &[])], false),
+        (
+            "long_name",
+            vec![creatable(&"x".repeat(250), 1, 1, &[])],
+            false,
+        ),
+        (
+            "bad_config_value",
+            vec![creatable(
+                &format!("bc-{run}"),
+                1,
+                1,
+                &[("retention.ms", "abc")],
+            )],
+            false,
+        ),
+        (
+            "unknown_config",
+            vec![creatable(
+                &format!("uc-{run}"),
+                1,
+                1,
+                &[("no.such.config", "1")],
+            )],
+            false,
+        ),
+        (
+            "config_below_minimum",
+            vec![creatable(
+                &format!("cm-{run}"),
+                1,
+                1,
+                &[("segment.bytes", "10")],
+            )],
+            false,
+        ),
+        (
+            "duplicate_in_request",
+            vec![
+                creatable(&format!("dup-{run}"), 1, 1, &[]),
+                creatable(&format!("dup-{run}"), 1, 1, &[]),
+            ],
+            false,
+        ),
+        (
+            "validate_only",
+            vec![creatable(
+                &format!("vo-{run}"),
+                2,
+                1,
+                &[("cleanup.policy", "compact")],
+            )],
+            true,
+        ),
+        (
+            "with_configs",
+            vec![creatable(
+                &format!("wc-{run}"),
+                1,
+                1,
+                &[("retention.ms", "60000"), ("max.message.bytes", "2000000")],
+            )],
+            false,
+        ),
+    ];
+    for (name, topics, validate_only) in cases {
+        p.same(
+            &format!("create_topics.{name}"),
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_validate_only(validate_only)
+                .with_topics(topics),
+            norm_create,
+        );
+    }
+
+    // CreatePartitions.
+    for (name, topic_name_, count) in [
+        ("grow", topic.clone(), 5),
+        ("same", topic.clone(), 5),
+        ("shrink", topic.clone(), 2),
+        ("unknown_topic", format!("no-such-{run}"), 2),
+    ] {
+        p.same(
+            &format!("create_partitions.{name}"),
+            ApiKey::CreatePartitions,
+            3,
+            &CreatePartitionsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic_name(&topic_name_))
+                    .with_count(count)
+                    .with_assignments(None)]),
+            |r: &mut CreatePartitionsResponse| r.throttle_time_ms = 0,
+        );
+    }
+
+    // DescribeConfigs of a topic (names, values, sources, synonyms) and of the broker (the
+    // configs Tusk reports, compared with Kafka's; Kafka reports hundreds more, one difference).
+    let tusk_broker_configs: std::collections::BTreeSet<String> = {
+        let r: DescribeConfigsResponse = call(
+            &mut p.tusk,
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1"))
+                    .with_configuration_keys(None),
+            ]),
+        );
+        r.results
+            .iter()
+            .flat_map(|x| x.configs.iter().map(|c| c.name.to_string()))
+            .collect()
+    };
+    for (name, kind, resource) in [
+        ("topic", 2i8, format!("wc-{run}")),
+        ("unknown_topic", 2, format!("no-such-{run}")),
+        ("broker", 4, "1".to_string()),
+    ] {
+        let keys: Option<Vec<StrBytes>> =
+            (kind == 4).then(|| tusk_broker_configs.iter().map(|k| s(k)).collect());
+        p.same(
+            &format!("describe_configs.{name}"),
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(s(&resource))
+                        .with_configuration_keys(keys),
+                ]),
+            |r: &mut DescribeConfigsResponse| {
+                norm_describe_configs(r);
+                if kind == 4 {
+                    for x in &mut r.results {
+                        x.configs
+                            .retain(|c| tusk_broker_configs.contains(c.name.as_str()));
+                        // Each broker's own data directory.
+                        for c in &mut x.configs {
+                            if c.name.as_str() == "log.dirs" {
+                                c.value = Some(s("<data dir>"));
+                                c.synonyms.clear();
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    // Kafka creates its offsets and transaction topics on first use: wait until its group and
+    // transaction coordinators answer before comparing group and transaction requests.
+    for key_type in [0i8, 1] {
+        let ready = (0..600).any(|_| {
+            let r: FindCoordinatorResponse = call(
+                &mut p.kafka,
+                ApiKey::FindCoordinator,
+                4,
+                &FindCoordinatorRequest::default()
+                    .with_key_type(key_type)
+                    .with_coordinator_keys(vec![s("warm-up")]),
+            );
+            let ok = r.coordinators.iter().all(|c| c.error_code == 0);
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(
+            ready,
+            "Apache Kafka's coordinator (key type {key_type}) never became available"
+        );
+    }
+
+    // Produce: bad acks, a partition that does not exist, then three batches (with the same
+    // bytes to both brokers) that Fetch and ListOffsets then read.
+    let produce = |topic: &str, partition: i32, acks: i16, ts: i64| {
+        let mut records: Vec<kafka_protocol::records::Record> =
+            (0..3).map(|i| record(i, Some(vec![b'k']), 10)).collect();
+        for (i, r) in records.iter_mut().enumerate() {
+            r.timestamp = ts + i as i64;
+        }
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(
+                            encode(&records, kafka_protocol::records::Compression::None).freeze(),
+                        )),
+                ])])
+    };
+    let norm_produce = |r: &mut ProduceResponse| r.throttle_time_ms = 0;
+    p.same(
+        "produce.acks_2",
+        ApiKey::Produce,
+        9,
+        &produce(&topic, 0, 2, 1_000),
+        norm_produce,
+    );
+    p.same(
+        "produce.unknown_partition",
+        ApiKey::Produce,
+        9,
+        &produce(&topic, 99, -1, 1_000),
+        norm_produce,
+    );
+    for (i, ts) in [1_000i64, 5_000, 3_000].into_iter().enumerate() {
+        p.same(
+            &format!("produce.ok_{i}"),
+            ApiKey::Produce,
+            9,
+            &produce(&topic, 0, -1, ts),
+            norm_produce,
+        );
+    }
+    // ListOffsets: latest, earliest, max timestamp, by timestamp (inside, between, past the end).
+    for (name, ts) in [
+        ("latest", -1i64),
+        ("earliest", -2),
+        ("max_timestamp", -3),
+        ("at_1001", 1_001),
+        ("at_2000", 2_000),
+        ("past_end", 10_000),
+    ] {
+        p.same(
+            &format!("list_offsets.{name}"),
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts),
+                    ])]),
+            |r: &mut ListOffsetsResponse| r.throttle_time_ms = 0,
+        );
+    }
+    // Fetch: from the start (the batches byte for byte), from the end, past the end.
+    for (name, offset) in [
+        ("from_0", 0i64),
+        ("from_4", 4),
+        ("at_end", 9),
+        ("past_end", 100),
+    ] {
+        p.same(
+            &format!("fetch.{name}"),
+            ApiKey::Fetch,
+            12,
+            &FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(topic_name(&topic))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)])]),
+            |r: &mut FetchResponse| {
+                r.throttle_time_ms = 0;
+                r.session_id = 0;
+            },
+        );
+    }
+    // DeleteRecords beyond the high watermark, then to offset 3.
+    for (name, offset) in [("beyond_hw", 100i64), ("to_3", 3)] {
+        p.same(
+            &format!("delete_records.{name}"),
+            ApiKey::DeleteRecords,
+            2,
+            &DeleteRecordsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(offset),
+                    ])]),
+            |r: &mut DeleteRecordsResponse| r.throttle_time_ms = 0,
+        );
+    }
+    // Offsets of a group without members (generation -1), then read back.
+    let group = format!("g-{run}");
+    p.same(
+        "offset_commit.simple",
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5)
+                            .with_committed_metadata(Some(s("meta"))),
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(77)
+                            .with_committed_offset(5),
+                    ]),
+            ]),
+        |r: &mut OffsetCommitResponse| {
+            r.throttle_time_ms = 0;
+            for t in &mut r.topics {
+                t.partitions.sort_by_key(|x| x.partition_index);
+            }
+        },
+    );
+    p.same(
+        "offset_fetch.simple",
+        ApiKey::OffsetFetch,
+        8,
+        &OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_topics(None),
+        ]),
+        |r: &mut OffsetFetchResponse| r.throttle_time_ms = 0,
+    );
+    p.same(
+        "describe_groups.unknown",
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&format!("none-{run}")))]),
+        |r: &mut DescribeGroupsResponse| r.throttle_time_ms = 0,
+    );
+    p.same(
+        "find_coordinator.group",
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![s(&group)]),
+        |r: &mut FindCoordinatorResponse| {
+            r.throttle_time_ms = 0;
+            for c in &mut r.coordinators {
+                c.node_id = BrokerId(0);
+                c.host = s("host");
+                c.port = 0;
+            }
+        },
+    );
+    // An idempotent producer id; EndTxn for a transactional id that was never initialised.
+    p.same(
+        "init_producer_id.idempotent",
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+        |r: &mut InitProducerIdResponse| {
+            r.throttle_time_ms = 0;
+            r.producer_id = ProducerId(if r.producer_id.0 >= 0 {
+                1
+            } else {
+                r.producer_id.0
+            });
+        },
+    );
+    p.same(
+        "end_txn.unknown_id",
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&format!("tx-{run}"))))
+            .with_producer_id(ProducerId(12345))
+            .with_producer_epoch(0)
+            .with_committed(true),
+        |r: &mut EndTxnResponse| r.throttle_time_ms = 0,
+    );
+    p.same(
+        "delete_topics.unknown",
+        ApiKey::DeleteTopics,
+        6,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                .with_name(Some(topic_name(&format!("no-such-{run}"))))]),
+        |r: &mut DeleteTopicsResponse| {
+            r.throttle_time_ms = 0;
+            for t in &mut r.responses {
+                t.topic_id = Default::default();
+            }
+        },
+    );
+
+    let known = known_differences();
+    let mut unlisted = Vec::new();
+    for (key, (k, t)) in &p.diffs {
+        if p.report {
+            eprintln!("DIFF {key}: kafka {k} | tusk {t}");
+        }
+        if !known.keys().any(|pattern| glob(pattern, key)) {
+            unlisted.push(format!("  {key}: Apache Kafka {k} | Tusk {t}"));
+        }
+    }
+    let gone: Vec<&String> = known
+        .keys()
+        .filter(|pattern| !p.diffs.keys().any(|key| glob(pattern, key)))
+        .collect();
+    eprintln!(
+        "differential: {} comparisons, {} differences ({} listed in docs/compat.md)",
+        p.compared,
+        p.diffs.len(),
+        p.diffs.len() - unlisted.len()
+    );
+    assert!(
+        unlisted.is_empty(),
+        "differences from Apache Kafka not listed in docs/compat.md (fix them or list them with the reason):\n{}",
+        unlisted.join("\n")
+    );
+    assert!(
+        gone.is_empty(),
+        "docs/compat.md lists differences that no longer occur (remove them): {gone:?}"
+    );
+    drop(kafka);
+}
