@@ -590,6 +590,28 @@ fn tusk_answers_like_apache_kafka() {
             "Apache Kafka's coordinator (key type {key_type}) never became available"
         );
     }
+    // ... and until its transaction coordinator has loaded (COORDINATOR_LOAD_IN_PROGRESS).
+    let loaded = (0..600).any(|_| {
+        let r: InitProducerIdResponse = call(
+            &mut p.kafka,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        let ok = r.error_code == 0;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(
+        loaded,
+        "Apache Kafka's transaction coordinator never loaded"
+    );
 
     // Produce: bad acks, a partition that does not exist, then three batches (with the same
     // bytes to both brokers) that Fetch and ListOffsets then read.

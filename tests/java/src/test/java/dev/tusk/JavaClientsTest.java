@@ -1,0 +1,208 @@
+package dev.tusk;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Apache Kafka's Java clients (kafka-clients) against Tusk: producer, consumer, admin. */
+class JavaClientsTest {
+    static TuskProcess tusk;
+
+    @BeforeAll
+    static void start() throws Exception {
+        tusk = TuskProcess.start("--group-initial-rebalance-delay-ms", "0");
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        tusk.close();
+    }
+
+    static Properties props() {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", tusk.bootstrap());
+        return p;
+    }
+
+    static Admin admin() {
+        Properties p = props();
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
+        return Admin.create(p);
+    }
+
+    static KafkaProducer<String, String> producer(Map<String, Object> extra) {
+        Properties p = props();
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.putAll(extra);
+        return new KafkaProducer<>(p);
+    }
+
+    static KafkaConsumer<String, String> consumer(String group, Map<String, Object> extra) {
+        Properties p = props();
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        if (group != null) {
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        }
+        p.putAll(extra);
+        return new KafkaConsumer<>(p);
+    }
+
+    static void create(String topic, int partitions) throws Exception {
+        try (Admin a = admin()) {
+            a.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();
+        }
+    }
+
+    /** Polls until `n` records arrived (30 s at most). */
+    static List<ConsumerRecord<String, String>> pollN(KafkaConsumer<String, String> c, int n) {
+        List<ConsumerRecord<String, String>> out = new ArrayList<>();
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (out.size() < n && System.currentTimeMillis() < deadline) {
+            c.poll(Duration.ofMillis(200)).forEach(out::add);
+        }
+        return out;
+    }
+
+    @Test
+    void idempotentProducerAndSubscribedConsumerCommitting() throws Exception {
+        create("java-basic", 3);
+        // Idempotence is the Java producer's default (acks=all, enable.idempotence=true).
+        try (KafkaProducer<String, String> p = producer(Map.of())) {
+            List<RecordMetadata> acked = new ArrayList<>();
+            for (int i = 0; i < 300; i++) {
+                acked.add(p.send(new ProducerRecord<>("java-basic", "k" + (i % 7), "v" + i)).get());
+            }
+            assertEquals(300, acked.size());
+        }
+        try (KafkaConsumer<String, String> c = consumer("java-g1",
+                Map.of(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false))) {
+            c.subscribe(List.of("java-basic"));
+            List<ConsumerRecord<String, String>> got = pollN(c, 300);
+            assertEquals(300, got.size(), "every record read back");
+            // Per key, the order of sending.
+            Map<String, List<Integer>> byKey = new java.util.HashMap<>();
+            for (ConsumerRecord<String, String> r : got) {
+                byKey.computeIfAbsent(r.key(), k -> new ArrayList<>()).add(Integer.parseInt(r.value().substring(1)));
+            }
+            for (List<Integer> vs : byKey.values()) {
+                List<Integer> sorted = new ArrayList<>(vs);
+                sorted.sort(null);
+                assertEquals(sorted, vs, "records of one key out of order");
+            }
+            c.commitSync();
+            Set<TopicPartition> assigned = c.assignment();
+            Map<TopicPartition, OffsetAndMetadata> committed = c.committed(assigned);
+            long total = committed.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
+            assertEquals(300, total, "committed offsets cover everything read");
+        }
+    }
+
+    @Test
+    void transactionalProducerAndReadCommittedConsumer() throws Exception {
+        create("java-txn", 1);
+        try (KafkaProducer<String, String> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-tx-1"))) {
+            p.initTransactions();
+            p.beginTransaction();
+            for (int i = 0; i < 10; i++) {
+                p.send(new ProducerRecord<>("java-txn", "a" + i));
+            }
+            p.abortTransaction();
+            p.beginTransaction();
+            for (int i = 0; i < 10; i++) {
+                p.send(new ProducerRecord<>("java-txn", "c" + i));
+            }
+            p.commitTransaction();
+        }
+        try (KafkaConsumer<String, String> c = consumer(null,
+                Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+            TopicPartition tp = new TopicPartition("java-txn", 0);
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            List<ConsumerRecord<String, String>> got = pollN(c, 10);
+            assertEquals(10, got.size());
+            assertTrue(got.stream().allMatch(r -> r.value().startsWith("c")), "aborted records were read");
+            // The log holds 10 aborted, 10 committed records and two markers.
+            assertEquals(22L, c.endOffsets(List.of(tp)).get(tp));
+        }
+    }
+
+    @Test
+    void adminTopicsConfigsPartitionsRecordsAndGroups() throws Exception {
+        try (Admin a = admin()) {
+            a.createTopics(List.of(new NewTopic("java-admin", 2, (short) 1)
+                    .configs(Map.of("retention.ms", "3600000")))).all().get();
+            ExecutionException dup = org.junit.jupiter.api.Assertions.assertThrows(ExecutionException.class,
+                    () -> a.createTopics(List.of(new NewTopic("java-admin", 2, (short) 1))).all().get());
+            assertTrue(dup.getCause() instanceof TopicExistsException, dup.toString());
+
+            TopicDescription d = a.describeTopics(List.of("java-admin")).allTopicNames().get().get("java-admin");
+            assertEquals(2, d.partitions().size());
+
+            ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, "java-admin");
+            Config cfg = a.describeConfigs(List.of(res)).all().get().get(res);
+            assertEquals("3600000", cfg.get("retention.ms").value());
+
+            a.createPartitions(Map.of("java-admin", NewPartitions.increaseTo(4))).all().get();
+            assertEquals(4, a.describeTopics(List.of("java-admin")).allTopicNames().get()
+                    .get("java-admin").partitions().size());
+
+            try (KafkaProducer<String, String> p = producer(Map.of())) {
+                for (int i = 0; i < 10; i++) {
+                    p.send(new ProducerRecord<>("java-admin", 0, null, "r" + i)).get();
+                }
+            }
+            TopicPartition tp0 = new TopicPartition("java-admin", 0);
+            long low = a.deleteRecords(Map.of(tp0, RecordsToDelete.beforeOffset(4))).all().get() == null
+                    ? -1 : 4;
+            assertEquals(4, low);
+            Map<TopicPartition, org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo> earliest =
+                    a.listOffsets(Map.of(tp0, org.apache.kafka.clients.admin.OffsetSpec.earliest())).all().get();
+            assertEquals(4L, earliest.get(tp0).offset());
+
+            a.alterConsumerGroupOffsets("java-admin-g", Map.of(tp0, new OffsetAndMetadata(7))).all().get();
+            Map<TopicPartition, OffsetAndMetadata> offsets =
+                    a.listConsumerGroupOffsets("java-admin-g").partitionsToOffsetAndMetadata().get();
+            assertEquals(7L, offsets.get(tp0).offset());
+            Collection<org.apache.kafka.clients.admin.GroupListing> groups = a.listGroups().all().get();
+            assertTrue(groups.stream().anyMatch(g -> g.groupId().equals("java-admin-g")), groups.toString());
+
+            assertEquals(1, a.describeCluster().nodes().get().size());
+            a.deleteTopics(List.of("java-admin")).all().get();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+package dev.tusk;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+
+/** A real Tusk process: its own free port and data directory, killed on close. */
+final class TuskProcess implements AutoCloseable {
+    final int port;
+    final Path dir;
+    private final Process process;
+
+    private TuskProcess(int port, Path dir, Process process) {
+        this.port = port;
+        this.dir = dir;
+        this.process = process;
+    }
+
+    static TuskProcess start(String... extraArgs) throws IOException, InterruptedException {
+        String bin = System.getenv().getOrDefault("TUSK_BIN", "../../target/release/tusk");
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Path dir = Files.createTempDirectory("tusk-java");
+        List<String> cmd = new ArrayList<>(List.of(bin,
+                "--listen", "127.0.0.1:" + port,
+                "--data-dir", dir.resolve("data").toString(),
+                "--log-level", "warn"));
+        cmd.addAll(List.of(extraArgs));
+        Process p = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(dir.resolve("tusk.log").toFile())
+                .start();
+        Instant deadline = Instant.now().plus(Duration.ofSeconds(20));
+        while (Instant.now().isBefore(deadline)) {
+            if (!p.isAlive()) {
+                throw new IllegalStateException("tusk exited: " + Files.readString(dir.resolve("tusk.log")));
+            }
+            try (Socket ignored = new Socket("127.0.0.1", port)) {
+                return new TuskProcess(port, dir, p);
+            } catch (IOException notYet) {
+                Thread.sleep(20);
+            }
+        }
+        p.destroyForcibly();
+        throw new IllegalStateException("tusk did not listen within 20 s");
+    }
+
+    String bootstrap() {
+        return "127.0.0.1:" + port;
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+        process.destroy();
+        if (!process.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+        }
+    }
+}
