@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture
+        differential kafka-fixture test-java
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -26,6 +26,7 @@ test: install-test-deps lint ## Install test needs, lint, and run every test (wh
 	$(CARGO) test --workspace --release
 	TUSK_BIN=$(CURDIR)/target/release/tusk $(PYTHON) -m pytest -q tests/python
 	TUSK_BIN=$(CURDIR)/target/release/tusk ./tests/compat/librdkafka/run.sh ci
+	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
 
 test-rust: ## Rust tests only
 	$(CARGO) test --workspace --release
@@ -102,6 +103,9 @@ fmt: ## Format the code
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+
+test-java: build ## Java client tier (kafka-clients 4.4.0, JUnit; Maven)
+	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
 
 differential: build ## Compare Tusk's answers with Apache Kafka's (starts the Kafka fixture; TUSK_DIFF_REPORT=1 prints every difference)
 	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential -- --nocapture

@@ -96,6 +96,9 @@ pub async fn run(
     }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     acceptors.abort_all();
+    // The listening sockets close when their tasks end: wait for that, so the port is closed
+    // once this returns.
+    while acceptors.join_next().await.is_some() {}
     let _ = shutdown_tx.send(true);
     let drain = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)

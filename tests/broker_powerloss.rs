@@ -457,10 +457,8 @@ fn a_storage_failure_stops_the_broker_and_a_restart_keeps_what_was_acknowledged(
         .unwrap();
     let err = served.expect_err("a broker on failed storage stopped as if all was well");
     assert!(err.to_string().contains("storage failed"), "{err}");
-    assert!(
-        TcpStream::connect(&addr).is_err(),
-        "the listener is still open"
-    );
+    // (Whether the port is closed cannot be checked here: another test's port-0 listener may
+    // get the same port at once.)
     // Power comes back; the restarted broker has the acknowledged record.
     disk.power_cut();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

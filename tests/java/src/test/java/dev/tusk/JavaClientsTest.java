@@ -141,6 +141,8 @@ class JavaClientsTest {
             for (int i = 0; i < 10; i++) {
                 p.send(new ProducerRecord<>("java-txn", "a" + i));
             }
+            // Sent before the abort, so the log holds them (unsent ones would just be dropped).
+            p.flush();
             p.abortTransaction();
             p.beginTransaction();
             for (int i = 0; i < 10; i++) {
@@ -158,6 +160,27 @@ class JavaClientsTest {
             assertTrue(got.stream().allMatch(r -> r.value().startsWith("c")), "aborted records were read");
             // The log holds 10 aborted, 10 committed records and two markers.
             assertEquals(22L, c.endOffsets(List.of(tp)).get(tp));
+        }
+    }
+
+    /**
+     * Known gap: the KIP-848 consumer group protocol (group.protocol=consumer) is not implemented;
+     * the client must get a clear UnsupportedVersionException. When Tusk implements it, this test
+     * fails and must become a real one.
+     */
+    @Test
+    void knownGapKip848ConsumerProtocolIsRefusedClearly() throws Exception {
+        create("java-848", 1);
+        try (KafkaConsumer<String, String> c = consumer("java-848-g",
+                Map.of(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer"))) {
+            c.subscribe(List.of("java-848"));
+            Exception e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, () -> {
+                long deadline = System.currentTimeMillis() + 15_000;
+                while (System.currentTimeMillis() < deadline) {
+                    c.poll(Duration.ofMillis(200));
+                }
+            }, "group.protocol=consumer worked: KIP-848 is implemented now, turn this into a real test");
+            assertTrue(e instanceof org.apache.kafka.common.errors.UnsupportedVersionException, e.toString());
         }
     }
 
@@ -187,8 +210,8 @@ class JavaClientsTest {
                 }
             }
             TopicPartition tp0 = new TopicPartition("java-admin", 0);
-            long low = a.deleteRecords(Map.of(tp0, RecordsToDelete.beforeOffset(4))).all().get() == null
-                    ? -1 : 4;
+            long low = a.deleteRecords(Map.of(tp0, RecordsToDelete.beforeOffset(4)))
+                    .lowWatermarks().get(tp0).get().lowWatermark();
             assertEquals(4, low);
             Map<TopicPartition, org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo> earliest =
                     a.listOffsets(Map.of(tp0, org.apache.kafka.clients.admin.OffsetSpec.earliest())).all().get();
