@@ -92,7 +92,7 @@ fn open(addr: &str) -> TcpStream {
 
 impl Pair {
     /// Sends `req` to both, normalises both answers with `norm`, compares them.
-    fn same<Req: Encodable, Resp: Decodable + std::fmt::Debug>(
+    fn same<Req: Encodable, Resp: Decodable + std::fmt::Debug + Clone>(
         &mut self,
         case: &str,
         key: ApiKey,
@@ -100,8 +100,52 @@ impl Pair {
         req: &Req,
         norm: impl Fn(&mut Resp),
     ) -> (Resp, Resp) {
-        let mut k: Resp = call(&mut self.kafka, key, v, req);
-        let mut t: Resp = call(&mut self.tusk, key, v, req);
+        let k: Resp = call(&mut self.kafka, key, v, req);
+        let t: Resp = call(&mut self.tusk, key, v, req);
+        self.normalised_compare(case, &k, &t, norm);
+        (k, t)
+    }
+
+    /// Sends each broker its own request (ids the broker handed out), normalises both answers
+    /// with `norm`, compares them.
+    fn pair<Req: Encodable, Resp: Decodable + std::fmt::Debug + Clone>(
+        &mut self,
+        case: &str,
+        key: ApiKey,
+        v: i16,
+        kafka_req: &Req,
+        tusk_req: &Req,
+        norm: impl Fn(&mut Resp),
+    ) -> (Resp, Resp) {
+        let k: Resp = call(&mut self.kafka, key, v, kafka_req);
+        let t: Resp = call(&mut self.tusk, key, v, tusk_req);
+        self.normalised_compare(case, &k, &t, norm);
+        (k, t)
+    }
+
+    /// Compares chosen values (name, Kafka's, Tusk's) of answers compared no other way.
+    fn compare_values(&mut self, case: &str, values: &[(&str, String, String)]) {
+        let k = values
+            .iter()
+            .map(|(n, k, _)| (n.to_string(), k.clone()))
+            .collect();
+        let t = values
+            .iter()
+            .map(|(n, _, t)| (n.to_string(), t.clone()))
+            .collect();
+        self.compare(case, &k, &t);
+    }
+
+    /// Compares copies of both answers after `norm`; the answers themselves stay as they came
+    /// (the ids in them are needed by the next request).
+    fn normalised_compare<Resp: std::fmt::Debug + Clone>(
+        &mut self,
+        case: &str,
+        k: &Resp,
+        t: &Resp,
+        norm: impl Fn(&mut Resp),
+    ) {
+        let (mut k, mut t) = (k.clone(), t.clone());
         norm(&mut k);
         norm(&mut t);
         self.compare(
@@ -109,7 +153,6 @@ impl Pair {
             &flatten(&format!("{k:#?}")),
             &flatten(&format!("{t:#?}")),
         );
-        (k, t)
     }
 
     fn compare(&mut self, case: &str, k: &BTreeMap<String, String>, t: &BTreeMap<String, String>) {
@@ -835,6 +878,329 @@ fn tusk_answers_like_apache_kafka() {
                 t.topic_id = Default::default();
             }
         },
+    );
+
+    // A consumer group's life, one member: JoinGroup (MEMBER_ID_REQUIRED, then the join),
+    // SyncGroup, Heartbeat, DescribeGroups while stable, LeaveGroup, DescribeGroups empty.
+    // Member ids are the brokers' own (random): each broker gets the id it handed out, and ids
+    // are normalised in the answers.
+    let ggroup = format!("life-{run}");
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(&ggroup)))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(bytes::Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))])
+    };
+    let norm_join = |r: &mut JoinGroupResponse| {
+        r.throttle_time_ms = 0;
+        let me = r.member_id.to_string();
+        let name = |id: &StrBytes| {
+            if id.is_empty() {
+                s("")
+            } else if id.as_str() == me {
+                s("<me>")
+            } else {
+                s("<other>")
+            }
+        };
+        r.leader = name(&r.leader);
+        for m in &mut r.members {
+            m.member_id = name(&m.member_id);
+        }
+        r.member_id = name(&r.member_id);
+    };
+    let (k, t) = p.same(
+        "join_group.new_member",
+        ApiKey::JoinGroup,
+        7,
+        &join(""),
+        norm_join,
+    );
+    let (k_member, t_member) = (k.member_id.to_string(), t.member_id.to_string());
+    p.compare_values(
+        "join_group.new_member",
+        &[(
+            "error_code",
+            k.error_code.to_string(),
+            t.error_code.to_string(),
+        )],
+    );
+    let (k, t) = p.pair(
+        "join_group.with_member_id",
+        ApiKey::JoinGroup,
+        7,
+        &join(&k_member),
+        &join(&t_member),
+        norm_join,
+    );
+    let sync = |member: &str, generation: i32| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s(&ggroup)))
+            .with_generation_id(generation)
+            .with_member_id(s(member))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range")))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(s(member))
+                    .with_assignment(bytes::Bytes::from_static(&[
+                        0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    ])),
+            ])
+    };
+    p.pair(
+        "sync_group.leader",
+        ApiKey::SyncGroup,
+        5,
+        &sync(&k_member, k.generation_id),
+        &sync(&t_member, t.generation_id),
+        |r: &mut SyncGroupResponse| r.throttle_time_ms = 0,
+    );
+    let heartbeat = |member: &str, generation: i32| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(s(&ggroup)))
+            .with_generation_id(generation)
+            .with_member_id(s(member))
+    };
+    p.pair(
+        "heartbeat.stable",
+        ApiKey::Heartbeat,
+        4,
+        &heartbeat(&k_member, k.generation_id),
+        &heartbeat(&t_member, t.generation_id),
+        |r: &mut HeartbeatResponse| r.throttle_time_ms = 0,
+    );
+    p.pair(
+        "heartbeat.wrong_generation",
+        ApiKey::Heartbeat,
+        4,
+        &heartbeat(&k_member, k.generation_id + 5),
+        &heartbeat(&t_member, t.generation_id + 5),
+        |r: &mut HeartbeatResponse| r.throttle_time_ms = 0,
+    );
+    p.same(
+        "heartbeat.unknown_member",
+        ApiKey::Heartbeat,
+        4,
+        &heartbeat("nobody", 1),
+        |r: &mut HeartbeatResponse| r.throttle_time_ms = 0,
+    );
+    let norm_describe = |r: &mut DescribeGroupsResponse| {
+        r.throttle_time_ms = 0;
+        for g in &mut r.groups {
+            for m in &mut g.members {
+                m.member_id = s("<member>");
+                m.client_host = s("<host>");
+            }
+        }
+    };
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&ggroup))]);
+    p.same(
+        "describe_groups.stable",
+        ApiKey::DescribeGroups,
+        5,
+        &describe,
+        norm_describe,
+    );
+    let leave = |member: &str| {
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(s(&ggroup)))
+            .with_members(vec![leave_group_request::MemberIdentity::default()
+                .with_member_id(s(member))
+                .with_reason(Some(s("done")))])
+    };
+    p.pair(
+        "leave_group",
+        ApiKey::LeaveGroup,
+        5,
+        &leave(&k_member),
+        &leave(&t_member),
+        |r: &mut LeaveGroupResponse| {
+            r.throttle_time_ms = 0;
+            for m in &mut r.members {
+                m.member_id = s("<member>");
+            }
+        },
+    );
+    p.same(
+        "describe_groups.empty",
+        ApiKey::DescribeGroups,
+        5,
+        &describe,
+        norm_describe,
+    );
+    p.same(
+        "list_groups",
+        ApiKey::ListGroups,
+        4,
+        &ListGroupsRequest::default().with_states_filter(vec![s("Empty")]),
+        |r: &mut ListGroupsResponse| {
+            r.throttle_time_ms = 0;
+            // Only this run's group: the Kafka fixture may be shared by earlier runs.
+            r.groups.retain(|g| g.group_id.as_str() == ggroup);
+        },
+    );
+
+    // A transaction, end to end: InitProducerId, AddPartitionsToTxn, a transactional batch,
+    // DescribeTransactions while ongoing, EndTxn commit, DescribeTransactions after.
+    let txid = format!("life-tx-{run}");
+    let (k, t) = p.same(
+        "init_producer_id.transactional",
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&txid))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+        |r: &mut InitProducerIdResponse| {
+            r.throttle_time_ms = 0;
+            r.producer_id = ProducerId(0);
+        },
+    );
+    p.compare_values(
+        "init_producer_id.transactional",
+        &[
+            (
+                "error_code",
+                k.error_code.to_string(),
+                t.error_code.to_string(),
+            ),
+            (
+                "producer_epoch",
+                k.producer_epoch.to_string(),
+                t.producer_epoch.to_string(),
+            ),
+        ],
+    );
+    let add = |pid: ProducerId, epoch: i16| {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(&txid)))
+            .with_v3_and_below_producer_id(pid)
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![1]),
+            ])
+    };
+    p.pair(
+        "add_partitions_to_txn",
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &add(k.producer_id, k.producer_epoch),
+        &add(t.producer_id, t.producer_epoch),
+        |r: &mut AddPartitionsToTxnResponse| r.throttle_time_ms = 0,
+    );
+    let txn_batch = |pid: ProducerId, epoch: i16| {
+        let mut rec = record(0, Some(vec![b'k']), 10);
+        rec.transactional = true;
+        rec.producer_id = pid.0;
+        rec.producer_epoch = epoch;
+        rec.sequence = 0;
+        ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&txid))))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name(&topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(
+                            encode(&[rec], kafka_protocol::records::Compression::None).freeze(),
+                        )),
+                ])])
+    };
+    p.pair(
+        "produce.transactional",
+        ApiKey::Produce,
+        9,
+        &txn_batch(k.producer_id, k.producer_epoch),
+        &txn_batch(t.producer_id, t.producer_epoch),
+        norm_produce,
+    );
+    let norm_txn = |r: &mut DescribeTransactionsResponse| {
+        r.throttle_time_ms = 0;
+        for st in &mut r.transaction_states {
+            st.producer_id = ProducerId(0);
+            st.transaction_start_time_ms = 0;
+        }
+    };
+    let describe_txn = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(s(&txid))]);
+    p.same(
+        "describe_transactions.ongoing",
+        ApiKey::DescribeTransactions,
+        0,
+        &describe_txn,
+        norm_txn,
+    );
+    let end = |pid: ProducerId, epoch: i16| {
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&txid)))
+            .with_producer_id(pid)
+            .with_producer_epoch(epoch)
+            .with_committed(true)
+    };
+    p.pair(
+        "end_txn.commit",
+        ApiKey::EndTxn,
+        3,
+        &end(k.producer_id, k.producer_epoch),
+        &end(t.producer_id, t.producer_epoch),
+        |r: &mut EndTxnResponse| r.throttle_time_ms = 0,
+    );
+    // Kafka writes the markers after answering EndTxn: wait until it is CompleteCommit there.
+    let complete = (0..100).any(|_| {
+        let r: DescribeTransactionsResponse =
+            call(&mut p.kafka, ApiKey::DescribeTransactions, 0, &describe_txn);
+        let done = r
+            .transaction_states
+            .iter()
+            .all(|s| s.transaction_state.as_str() == "CompleteCommit");
+        if !done {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done
+    });
+    assert!(complete, "Apache Kafka did not complete the transaction");
+    p.same(
+        "describe_transactions.committed",
+        ApiKey::DescribeTransactions,
+        0,
+        &describe_txn,
+        norm_txn,
+    );
+    p.same(
+        "end_txn.again",
+        ApiKey::EndTxn,
+        3,
+        &end(ProducerId(0), 0),
+        |r: &mut EndTxnResponse| r.throttle_time_ms = 0,
+    );
+    // read_committed sees the committed record: ListOffsets with isolation read_committed.
+    p.same(
+        "list_offsets.read_committed",
+        ApiKey::ListOffsets,
+        7,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(1)
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(1)
+                        .with_timestamp(-1),
+                ])]),
+        |r: &mut ListOffsetsResponse| r.throttle_time_ms = 0,
     );
 
     let known = known_differences();
