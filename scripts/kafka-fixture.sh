@@ -9,7 +9,8 @@
 #   scripts/kafka-fixture.sh classpath                   print the classpath (for the tools)
 #   scripts/kafka-fixture.sh tool CLASS [args ...]       run a Kafka tool class on that classpath
 #
-# Extra k=v arguments are broker configs appended to server.properties. The broker's log is
+# Extra k=v arguments are broker configs appended to server.properties; the controller listens
+# on KAFKA_CONTROLLER_PORT (default PORT + 1). The broker's log is
 # DIR/kafka.log; its pid is DIR/kafka.pid.
 set -euo pipefail
 
@@ -67,7 +68,8 @@ start() {
     local dir="$1" port="$2"
     shift 2
     fetch
-    local ctl=$((port + 1))
+    # The controller listens on KAFKA_CONTROLLER_PORT, else the next port.
+    local ctl="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
     rm -rf "$dir"
     mkdir -p "$dir/data"
     cat > "$dir/server.properties" <<PROPS

@@ -37,24 +37,34 @@ impl Kafka {
         if let Ok(addr) = std::env::var("TUSK_KAFKA_ADDR") {
             return Kafka { addr, dir: None };
         }
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let status = Command::new(script())
-            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
-            .status()
-            .expect("cannot run scripts/kafka-fixture.sh");
-        assert!(
-            status.success(),
-            "the Apache Kafka fixture did not start (see scripts/kafka-fixture.sh)"
-        );
-        Kafka {
-            addr: format!("127.0.0.1:{port}"),
-            dir: Some(dir),
+        // Two free ports (broker, controller), held together while chosen; a port taken by
+        // someone else between the choice and Kafka's bind gets another try.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (port, controller) = {
+                let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                (
+                    a.local_addr().unwrap().port(),
+                    b.local_addr().unwrap().port(),
+                )
+            };
+            let status = Command::new(script())
+                .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+                .env("KAFKA_CONTROLLER_PORT", controller.to_string())
+                .status()
+                .expect("cannot run scripts/kafka-fixture.sh");
+            if status.success() {
+                return Kafka {
+                    addr: format!("127.0.0.1:{port}"),
+                    dir: Some(dir),
+                };
+            }
+            let _ = Command::new(script())
+                .args(["stop", dir.path().to_str().unwrap()])
+                .status();
         }
+        panic!("the Apache Kafka fixture did not start three times (see scripts/kafka-fixture.sh)");
     }
 }
 
