@@ -105,7 +105,7 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
-test-java: build ## Java client tier (kafka-clients 4.4.0, JUnit; Maven)
+test-java: build ## Java tier: kafka-clients, Kafka Streams EOS v2, a Connect worker (4.4.0, JUnit; Maven)
 	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
 
 bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alternating rounds (ROUNDS, RECORDS, SIZE, PARTITIONS, ACKS, TUSK_FSYNC)

@@ -15,20 +15,32 @@ final class TuskProcess implements AutoCloseable {
     final int port;
     final Path dir;
     private final Process process;
+    private final String[] extraArgs;
 
-    private TuskProcess(int port, Path dir, Process process) {
+    private TuskProcess(int port, Path dir, Process process, String[] extraArgs) {
         this.port = port;
         this.dir = dir;
         this.process = process;
+        this.extraArgs = extraArgs;
     }
 
     static TuskProcess start(String... extraArgs) throws IOException, InterruptedException {
-        String bin = System.getenv().getOrDefault("TUSK_BIN", "../../target/release/tusk");
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
             port = s.getLocalPort();
         }
-        Path dir = Files.createTempDirectory("tusk-java");
+        return start(port, Files.createTempDirectory("tusk-java"), extraArgs);
+    }
+
+    /** Stops this broker (SIGTERM) and starts it again on the same port and data dir. */
+    TuskProcess restart() throws IOException, InterruptedException {
+        close();
+        return start(port, dir, extraArgs);
+    }
+
+    private static TuskProcess start(int port, Path dir, String... extraArgs)
+            throws IOException, InterruptedException {
+        String bin = System.getenv().getOrDefault("TUSK_BIN", "../../target/release/tusk");
         List<String> cmd = new ArrayList<>(List.of(bin,
                 "--listen", "127.0.0.1:" + port,
                 "--data-dir", dir.resolve("data").toString(),
@@ -36,7 +48,7 @@ final class TuskProcess implements AutoCloseable {
         cmd.addAll(List.of(extraArgs));
         Process p = new ProcessBuilder(cmd)
                 .redirectErrorStream(true)
-                .redirectOutput(dir.resolve("tusk.log").toFile())
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("tusk.log").toFile()))
                 .start();
         Instant deadline = Instant.now().plus(Duration.ofSeconds(20));
         while (Instant.now().isBefore(deadline)) {
@@ -44,7 +56,7 @@ final class TuskProcess implements AutoCloseable {
                 throw new IllegalStateException("tusk exited: " + Files.readString(dir.resolve("tusk.log")));
             }
             try (Socket ignored = new Socket("127.0.0.1", port)) {
-                return new TuskProcess(port, dir, p);
+                return new TuskProcess(port, dir, p, extraArgs);
             } catch (IOException notYet) {
                 Thread.sleep(20);
             }
