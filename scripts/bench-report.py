@@ -160,6 +160,11 @@ def disturbed_table():
     return "\n".join(out)
 
 
+def vs_kafka():
+    p = os.path.join(ROOT, "bench-results", "vs-kafka.md")
+    return open(p).read().strip() if os.path.exists(p) else "(not run: `make bench-vs-kafka`)"
+
+
 def main():
     st, disk = storage_table()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -215,6 +220,19 @@ commit before blocking storage work moved off the async workers and made files a
 (`old`) against this tree (`new`), alternating in one run. Medians over the runs.
 
 {disturbed_table()}
+
+## Side by side: Tusk vs Apache Kafka
+
+`make bench-vs-kafka` (`scripts/bench-vs-kafka.sh`): Apache Kafka 4.4.0 (the test fixture, a
+KRaft single node, default JVM settings but `-Xmx512m`) and Tusk (release build, default
+`--fsync 1000ms`) on this machine, both with `group.initial.rebalance.delay.ms=0`, driven by
+Kafka's own `kafka-producer-perf-test` (500,000 records of 100 B, 3 partitions, acks=all,
+idempotent, as fast as it can) and `kafka-consumer-perf-test` (the same records; its fetch-time
+figures, which leave the group join out), alternating Kafka and Tusk for 3 rounds. The perf
+tools' JVM shares the 2 cores with the broker under test. Note that Tusk's default fsyncs every
+second while Kafka leaves flushing to the OS: Tusk does more for durability here.
+
+{vs_kafka()}
 
 ## Targets (issue 7) and what limits them
 

@@ -2,7 +2,8 @@
 # Tusk vs Apache Kafka, side by side in one run: Kafka's own kafka-producer-perf-test and
 # kafka-consumer-perf-test (from the fixture's jars) against a Kafka 4.4.0 single node and a Tusk
 # broker on this machine, alternating the two for ROUNDS rounds. Prints, per broker, the median
-# of each figure and Tusk/Kafka ratios as a Markdown table (for BENCHMARKS.md).
+# of each figure and Tusk/Kafka ratios as a Markdown table, also written to
+# bench-results/vs-kafka.md (BENCHMARKS.md includes it).
 #
 # Knobs: ROUNDS (3), RECORDS (500000), SIZE (100 bytes), PARTITIONS (3), ACKS (all),
 # TUSK_FSYNC (1000ms, Tusk's default; Kafka's default is to leave flushing to the OS).
@@ -34,8 +35,9 @@ start_ms=$(date +%s%3N)
 $fixture start "$work/kafka" "$kport" >/dev/null 2>&1
 kafka_start_ms=$(( $(date +%s%3N) - start_ms ))
 start_ms=$(date +%s%3N)
+# The fixture runs Kafka with group.initial.rebalance.delay.ms=0; Tusk gets the same.
 "$tusk_bin" --listen "127.0.0.1:$tport" --data-dir "$work/tusk" --fsync "$TUSK_FSYNC" \
-    --log-level warn > "$work/tusk.log" 2>&1 &
+    --group-initial-rebalance-delay-ms 0 --log-level warn > "$work/tusk.log" 2>&1 &
 tusk_pid=$!
 until (exec 3<>/dev/tcp/127.0.0.1/$tport) 2>/dev/null; do sleep 0.01; done
 tusk_start_ms=$(( $(date +%s%3N) - start_ms ))
@@ -64,10 +66,11 @@ round() {
     local c
     c=$($fixture tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$bs" \
         --topic "$topic" --messages "$RECORDS" --timeout 60000 2>/dev/null | grep -E '^[0-9]' | tail -1)
-    # start, end, data MB, MB/sec, records, records/sec, ...
+    # start, end, MB, MB/sec, records, records/sec, rebalance ms, fetch ms, fetch MB/sec,
+    # fetch records/sec: the fetch figures leave the group join out.
     local cmb crs
-    cmb=$(cut -d, -f4 <<<"$c" | tr -d ' ')
-    crs=$(cut -d, -f6 <<<"$c" | tr -d ' ')
+    cmb=$(cut -d, -f9 <<<"$c" | tr -d ' ')
+    crs=$(cut -d, -f10 <<<"$c" | tr -d ' ')
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$prs" "$pmb" "$p50" "$p99" "$crs" "$cmb" >> "$work/$name.tsv"
     echo "round $r $name: produce $prs rec/s ($pmb MB/s, p50 $p50 ms, p99 $p99 ms), consume $crs rec/s ($cmb MB/s)" >&2
 }
@@ -82,10 +85,11 @@ col() { cut -f"$2" "$work/$1.tsv" | median; }
 kafka_rss=$(rss_mib "$kafka_pid")
 tusk_rss=$(rss_mib "$tusk_pid")
 
-echo
+mkdir -p bench-results
+{
 echo "| figure (median of $ROUNDS) | Apache Kafka 4.4.0 | Tusk (--fsync $TUSK_FSYNC) | Tusk / Kafka |"
 echo "| --- | --- | --- | --- |"
-for spec in "1:produce records/s" "2:produce MB/s" "3:produce p50 latency ms" "4:produce p99 latency ms" "5:consume records/s" "6:consume MB/s"; do
+for spec in "1:produce records/s" "2:produce MB/s" "3:produce p50 latency ms" "4:produce p99 latency ms" "5:consume records/s (fetch time)" "6:consume MB/s (fetch time)"; do
     i="${spec%%:*}"
     label="${spec#*:}"
     k=$(col kafka "$i")
@@ -97,3 +101,4 @@ echo "| resident memory after the run (MiB) | $kafka_rss | $tusk_rss | $(awk -v 
 echo "| start until the port answers (ms) | $kafka_start_ms (incl. format) | $tusk_start_ms | $(awk -v k="$kafka_start_ms" -v t="$tusk_start_ms" 'BEGIN { printf "%.3f", t / k }') |"
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576}' /proc/meminfo), $(uname -r); $RECORDS records of $SIZE B, $PARTITIONS partitions, acks=$ACKS, clients: Kafka's perf tools (kafka-clients 4.4.0)."
+} | tee bench-results/vs-kafka.md
