@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka
+        differential kafka-fixture test-java test-go bench-vs-kafka franz-go
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ test: install-test-deps lint ## Install test needs, lint, and run every test (wh
 	TUSK_BIN=$(CURDIR)/target/release/tusk ./tests/compat/librdkafka/run.sh ci
 	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
 	cd tests/go && TUSK_BIN=$(CURDIR)/target/release/tusk go test -count=1 ./...
+	TUSK_BIN=$(CURDIR)/target/release/tusk ./scripts/franz-go-suite.sh
 
 test-rust: ## Rust tests only
 	$(CARGO) test --workspace --release
@@ -113,6 +114,9 @@ bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alt
 
 test-go: build ## franz-go tier (tests/go: admin, idempotent producer, group consumer, GroupTransactSession)
 	cd tests/go && TUSK_BIN=$(CURDIR)/target/release/tusk go test -count=1 -v ./...
+
+franz-go: build ## franz-go's own kgo integration suite against Tusk (known failures: tests/go/franz-go.known)
+	./scripts/franz-go-suite.sh
 
 differential: build ## Compare Tusk's answers with Apache Kafka's (starts the Kafka fixture; TUSK_DIFF_REPORT=1 prints every difference)
 	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential -- --nocapture

@@ -86,6 +86,27 @@ case "$mode" in
   *) tests=$(echo "$mode" | tr ',' '\n') ;;
 esac
 
+# KAFKA_PATH for the tests that drive Kafka's CLI (kafka-topics.sh, kafka-acls.sh) or its Java
+# classes (kafka-run-class.sh): the Apache Kafka fixture's jars (scripts/kafka-fixture.sh) and
+# a bin/ of wrappers around their tool classes.
+kafka_path() {
+  local kp="$work/kafka-path"
+  mkdir -p "$kp/bin"
+  ln -sfn "$("$root/scripts/kafka-fixture.sh" classpath | sed 's#/\*$##')" "$kp/libs"
+  local name cls
+  for pair in kafka-topics.sh:org.apache.kafka.tools.TopicCommand \
+              kafka-acls.sh:org.apache.kafka.tools.AclCommand \
+              kafka-configs.sh:org.apache.kafka.tools.ConfigCommand \
+              kafka-console-producer.sh:org.apache.kafka.tools.ConsoleProducer \
+              kafka-console-consumer.sh:org.apache.kafka.tools.consumer.ConsoleConsumer; do
+    name=${pair%%:*}; cls=${pair#*:}
+    printf '#!/bin/sh\nexec java -Xmx256m -cp "%s/libs/*" %s "$@"\n' "$kp" "$cls" > "$kp/bin/$name"
+  done
+  printf '#!/bin/sh\nexec java -Xmx256m -cp "${CLASSPATH:+$CLASSPATH:}%s/libs/*" "$@"\n' "$kp" > "$kp/bin/kafka-run-class.sh"
+  chmod +x "$kp/bin/"*
+  echo "$kp"
+}
+
 tusk_bin="${TUSK_BIN:-$root/target/release/tusk}"
 [ -x "$tusk_bin" ] || (cd "$root" && cargo build --release --bin tusk >/dev/null)
 work=$(mktemp -d)
@@ -95,6 +116,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+KAFKA_PATH=$(kafka_path)
+export KAFKA_PATH
 # start_tusk SCENARIO: a fresh Tusk for that scenario, once (auto-create off for noautocreate).
 # Topics are created with replication factor 3 by many tests (written for a 3-broker cluster):
 # --accept-replication-factor 3 lets this one broker create them with one replica.
@@ -123,6 +146,7 @@ for item in $tests; do
   echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
+     BROKERS="127.0.0.1:${tusk_port[$sc]}" \
      LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "$sc" \
      > "$results/$t.log" 2>&1)
   rc=$?
