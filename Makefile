@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka franz-go
+        differential kafka-fixture test-java test-go bench-vs-kafka franz-go calibrate
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -117,6 +117,12 @@ test-go: build ## franz-go tier (tests/go: admin, idempotent producer, group con
 
 franz-go: build ## franz-go's own kgo integration suite against Tusk (known failures: tests/go/franz-go.known)
 	./scripts/franz-go-suite.sh
+
+calibrate: ## Run the Java tier and librdkafka's allowlist against Apache Kafka itself (the target for Tusk; see docs/compat.md)
+	./scripts/kafka-fixture.sh start $(CURDIR)/target/calibrate-kafka 19392 num.partitions=4 group.initial.rebalance.delay.ms=3000
+	CALIBRATE_BOOTSTRAP=127.0.0.1:19392 mvn -q -B -f tests/java/pom.xml test || true
+	CALIBRATE_BOOTSTRAP=127.0.0.1:19392 COMPAT_RESULTS=$(CURDIR)/target/calibrate ./tests/compat/librdkafka/run.sh allow || true
+	./scripts/kafka-fixture.sh stop $(CURDIR)/target/calibrate-kafka
 
 differential: build ## Compare Tusk's answers with Apache Kafka's (starts the Kafka fixture; TUSK_DIFF_REPORT=1 prints every difference)
 	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential -- --nocapture

@@ -417,26 +417,31 @@ fn tusk_answers_like_apache_kafka() {
     }
 
     // Metadata of a topic that does not exist, without auto-creation.
-    p.same(
-        "metadata.unknown_topic",
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default()
-            .with_allow_auto_topic_creation(false)
-            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
-            )
-            .with_name(Some(topic_name(&format!("no-such-{run}"))))])),
-        |r: &mut MetadataResponse| {
-            r.throttle_time_ms = 0;
-            r.brokers.clear();
-            r.cluster_id = None;
-            r.controller_id = BrokerId(0);
-            for t in &mut r.topics {
-                t.topic_id = Default::default();
-                t.name = None;
-            }
-        },
-    );
+    for (case, v) in [
+        ("metadata.unknown_topic", 12),
+        ("metadata.unknown_topic_v13", 13),
+    ] {
+        p.same(
+            case,
+            ApiKey::Metadata,
+            v,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(false)
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(topic_name(&format!("no-such-{run}"))))])),
+            |r: &mut MetadataResponse| {
+                r.throttle_time_ms = 0;
+                r.brokers.clear();
+                r.cluster_id = None;
+                r.controller_id = BrokerId(0);
+                for t in &mut r.topics {
+                    t.topic_id = Default::default();
+                    t.name = None;
+                }
+            },
+        );
+    }
 
     // CreateTopics: a valid topic, and each way of getting it wrong.
     let topic = format!("diff-{run}");
@@ -822,6 +827,29 @@ fn tusk_answers_like_apache_kafka() {
         |r: &mut OffsetFetchResponse| r.throttle_time_ms = 0,
     );
     p.same(
+        "describe_groups.unknown_v6",
+        ApiKey::DescribeGroups,
+        6,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&format!("none-{run}")))]),
+        |r: &mut DescribeGroupsResponse| r.throttle_time_ms = 0,
+    );
+    p.same(
+        "describe_cluster",
+        ApiKey::DescribeCluster,
+        2,
+        &DescribeClusterRequest::default(),
+        |r: &mut DescribeClusterResponse| {
+            r.throttle_time_ms = 0;
+            r.cluster_id = s("<id>");
+            r.controller_id = BrokerId(0);
+            for b in &mut r.brokers {
+                b.broker_id = BrokerId(0);
+                b.host = s("host");
+                b.port = 0;
+            }
+        },
+    );
+    p.same(
         "describe_groups.unknown",
         ApiKey::DescribeGroups,
         5,
@@ -1018,6 +1046,13 @@ fn tusk_answers_like_apache_kafka() {
         &describe,
         norm_describe,
     );
+    p.same(
+        "describe_groups.stable_v6",
+        ApiKey::DescribeGroups,
+        6,
+        &describe,
+        norm_describe,
+    );
     let leave = |member: &str| {
         LeaveGroupRequest::default()
             .with_group_id(GroupId(s(&ggroup)))
@@ -1042,6 +1077,13 @@ fn tusk_answers_like_apache_kafka() {
         "describe_groups.empty",
         ApiKey::DescribeGroups,
         5,
+        &describe,
+        norm_describe,
+    );
+    p.same(
+        "describe_groups.empty_v6",
+        ApiKey::DescribeGroups,
+        6,
         &describe,
         norm_describe,
     );

@@ -52,6 +52,11 @@ pub async fn handle(b: &Broker, req: DescribeGroupsRequest, v: i16) -> DescribeG
                 }
                 None => {
                     d.group_state = str(State::Dead.name());
+                    // v6 (KIP-1043) says so with an error, as Kafka does.
+                    if v >= 6 {
+                        d.error_code = kafka_protocol::error::ResponseError::GroupIdNotFound.code();
+                        d.error_message = Some(str(&format!("Group {id} not found.")));
+                    }
                 }
             }
             d

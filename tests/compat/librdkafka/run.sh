@@ -112,7 +112,7 @@ tusk_bin="${TUSK_BIN:-$root/target/release/tusk}"
 work=$(mktemp -d)
 declare -A tusk_pid tusk_port
 cleanup() {
-  for p in "${tusk_pid[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for p in "${tusk_pid[@]}"; do [ "$p" = $$ ] || { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; }; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,6 +124,12 @@ export KAFKA_PATH
 start_tusk() {
   local sc=$1 autocreate=true
   [ -n "${tusk_pid[$sc]:-}" ] && return 0
+  # Calibration: run the suite against another broker (Apache Kafka) instead of a Tusk.
+  if [ -n "${CALIBRATE_BOOTSTRAP:-}" ]; then
+    tusk_pid[$sc]=$$
+    tusk_port[$sc]=${CALIBRATE_BOOTSTRAP##*:}
+    return 0
+  fi
   [ "$sc" = noautocreate ] && autocreate=false
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -158,7 +164,7 @@ for item in $tests; do
     SKIP) skip=$((skip+1)) ;;
     *) fail=$((fail+1)) ;;
   esac
-  if ! kill -0 "${tusk_pid[$sc]}" 2>/dev/null; then
+  if [ -z "${CALIBRATE_BOOTSTRAP:-}" ] && ! kill -0 "${tusk_pid[$sc]}" 2>/dev/null; then
     log "Tusk ($sc) died during test $t"; tail -20 "$work/tusk-$sc.log" >&2; exit 1
   fi
 done

@@ -10,7 +10,11 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 
-/** A real Tusk process: its own free port and data directory, killed on close. */
+/**
+ * A real Tusk process: its own free port and data directory, killed on close. With
+ * CALIBRATE_BOOTSTRAP=host:port the tests run against that broker instead (Apache Kafka, to
+ * calibrate what the tier expects); a restart is then not possible.
+ */
 final class TuskProcess implements AutoCloseable {
     final int port;
     final Path dir;
@@ -24,7 +28,13 @@ final class TuskProcess implements AutoCloseable {
         this.extraArgs = extraArgs;
     }
 
+    static final String EXTERNAL = System.getenv("CALIBRATE_BOOTSTRAP");
+
     static TuskProcess start(String... extraArgs) throws IOException, InterruptedException {
+        if (EXTERNAL != null) {
+            return new TuskProcess(Integer.parseInt(EXTERNAL.substring(EXTERNAL.lastIndexOf(':') + 1)),
+                    null, null, extraArgs);
+        }
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
             port = s.getLocalPort();
@@ -34,6 +44,9 @@ final class TuskProcess implements AutoCloseable {
 
     /** Stops this broker (SIGTERM) and starts it again on the same port and data dir. */
     TuskProcess restart() throws IOException, InterruptedException {
+        if (process == null) {
+            return this;
+        }
         close();
         return start(port, dir, extraArgs);
     }
@@ -66,11 +79,14 @@ final class TuskProcess implements AutoCloseable {
     }
 
     String bootstrap() {
-        return "127.0.0.1:" + port;
+        return EXTERNAL != null ? EXTERNAL : "127.0.0.1:" + port;
     }
 
     @Override
     public void close() throws InterruptedException {
+        if (process == null) {
+            return;
+        }
         process.destroy();
         if (!process.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
             process.destroyForcibly();
