@@ -80,6 +80,16 @@ fn entry(
     r
 }
 
+/// The broker configs of a flag-less start, computed once.
+fn broker_defaults() -> &'static BTreeMap<String, String> {
+    static DEFAULTS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        <crate::config::Config as clap::Parser>::try_parse_from(["tusk"])
+            .map(|d| broker_configs(&d).into_iter().collect())
+            .unwrap_or_default()
+    })
+}
+
 fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
     DescribeConfigsSynonym::default()
         .with_name(str(name))
@@ -190,10 +200,7 @@ pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> Describe
                     // A value the operator did not change is reported as Kafka reports an
                     // unset config: DEFAULT_CONFIG (a flag given its default value looks the
                     // same).
-                    let defaults: BTreeMap<String, String> =
-                        <crate::config::Config as clap::Parser>::try_parse_from(["tusk"])
-                            .map(|d| broker_configs(&d).into_iter().collect())
-                            .unwrap_or_default();
+                    let defaults = broker_defaults();
                     let configs = broker_configs(&b.config)
                         .into_iter()
                         .filter(|(k, _)| wanted(k))
