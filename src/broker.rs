@@ -27,6 +27,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Requests waiting for an fsync (sync-each), served by `run_syncer`.
     sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
+    /// The produce path's write stage (every client batch append goes through it).
+    pub appender: crate::appender::Appender,
     /// Budget, in KiB, for Fetch answers not yet written to their sockets (--fetch-memory-bytes).
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
@@ -125,6 +127,7 @@ impl Broker {
             txns,
             metrics: Metrics::default(),
             sync_waiters,
+            appender: crate::appender::Appender::start(config.queued_max_request_bytes)?,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize
             )),

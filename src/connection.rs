@@ -35,6 +35,7 @@ pub async fn serve(
         peer,
         advertised,
         client_id: String::new(),
+        unapplied: Vec::new(),
     };
     match serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
         Ok(()) => {}

@@ -5,6 +5,7 @@
 //! the coordinators (`group`, `txn`) and `partition`, `catalog`, `producer` → `walrus` and
 //! `tusk_protocol`.
 
+pub mod appender;
 pub mod broker;
 pub mod catalog;
 pub mod clock;

@@ -30,6 +30,7 @@ fn ctx() -> ConnCtx {
         peer: "127.0.0.1:40000".parse().unwrap(),
         advertised: ("127.0.0.1".into(), 9092),
         client_id: "in-process".into(),
+        unapplied: Vec::new(),
     }
 }
 

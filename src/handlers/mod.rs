@@ -53,6 +53,8 @@ pub struct ConnCtx {
     /// (host, port) clients of this listener are told to connect to.
     pub advertised: (String, i32),
     pub client_id: String,
+    /// Produce requests whose batches the write stage has not yet answered (see `dispatch`).
+    pub unapplied: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Why the ACL APIs answer SECURITY_DISABLED: there are no client identities to authorize.
@@ -81,9 +83,10 @@ pub fn fenced_for(
 pub enum Reply {
     /// The encoded response, now (`None`: no response, as for acks=0).
     Now(Option<BytesMut>),
-    /// The response once the request's writes are durable (produce under `--fsync sync-each`).
-    /// The connection keeps reading meanwhile and sends answers in request order, so pipelined
-    /// produce requests share fsyncs instead of waiting for one each.
+    /// The response once the request's batches are written and, under `--fsync sync-each`,
+    /// durable (produce). The connection keeps reading meanwhile and sends answers in request
+    /// order, so pipelined produce requests share writes and fsyncs instead of waiting for one
+    /// each.
     Later(tokio::task::JoinHandle<Result<Option<BytesMut>, String>>),
     /// A Fetch answer holding its share of the broker's fetch memory (`--fetch-memory-bytes`)
     /// until it is written to the socket.
@@ -92,7 +95,14 @@ pub enum Reply {
 
 /// Decodes, handles and encodes one request. `Err` closes the connection, as Kafka does for
 /// requests it cannot parse.
-pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &ConnCtx) -> Result<Reply, String> {
+pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Result<Reply, String> {
+    if req.api_key != ApiKey::Produce {
+        // Requests are applied in arrival order: earlier produce requests' batches are written
+        // (not necessarily durable) before anything later on the connection is handled.
+        for w in ctx.unapplied.drain(..) {
+            let _ = w.await;
+        }
+    }
     if req.api_key == ApiKey::Fetch {
         let v = req.version;
         let body: FetchRequest =
@@ -113,10 +123,11 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &ConnCtx) -> Result<Re
     let body: ProduceRequest =
         decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
     let acks = body.acks;
-    let (mut resp, wrote) = produce::append(b, body);
+    let submitted = produce::submit(b, body).await;
     if acks == 0 {
         // Kafka sends nothing for acks=0, but closes the connection on an error so the
         // producer notices.
+        let (resp, _) = submitted.written(b).await;
         if let Some(code) = produce::first_error(&resp) {
             return Err(format!("acks=0 produce failed with error {code}"));
         }
@@ -127,12 +138,15 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &ConnCtx) -> Result<Re
             .map(Some)
             .map_err(|e| format!("cannot encode Produce v{v} response: {e}"))
     };
-    if !wrote || !b.sync_for_ack_needed() {
-        return encode(&resp).map(Reply::Now);
-    }
+    let (applied, applied_rx) = tokio::sync::oneshot::channel();
+    ctx.unapplied.push(applied_rx);
     let b = b.clone();
     Ok(Reply::Later(tokio::spawn(async move {
-        produce::await_durable(&b, &mut resp).await;
+        let (mut resp, wrote) = submitted.written(&b).await;
+        let _ = applied.send(());
+        if wrote && b.sync_for_ack_needed() {
+            produce::await_durable(&b, &mut resp).await;
+        }
         encode(&resp)
     })))
 }

@@ -1,8 +1,10 @@
-//! Produce: validate each partition's RecordBatch (size, magic, CRC32C, count), apply the
+//! Produce: validate each partition's RecordBatch (size, magic, CRC32C, count) and queue it at
+//! the write stage (`appender.rs`), which applies the
 //! idempotent-producer checks, assign offsets and append to Walrus; answer per `acks`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
@@ -11,7 +13,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tusk_protocol::batch::{split_and_validate, BatchError};
 
 use super::str;
+use crate::appender::AppendResult;
 use crate::broker::{now_ms, Broker};
+use crate::partition::{AppendRequest, TxnCheck};
 
 /// The first error code in a response (to close the connection on acks=0 failures).
 pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
@@ -86,11 +90,71 @@ fn check_records(
     )
 }
 
-/// Validates and appends every partition's batch, in request order. Returns the response and
-/// whether anything was written (and so must be durable before the answer, per `--fsync`).
-pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
+/// A Produce request whose valid batches are queued at the write stage (`appender.rs`).
+pub struct Submitted {
+    /// The response, with a placeholder for each queued batch.
+    responses: Vec<TopicProduceResponse>,
+    queued: Vec<Queued>,
+}
+
+/// A queued batch: where its answer goes in the response, and what it counts for metrics.
+struct Queued {
+    topic: usize,
+    slot: usize,
+    answer: tokio::sync::oneshot::Receiver<AppendResult>,
+    size: u64,
+    count: u64,
+}
+
+impl Submitted {
+    /// Waits for the write stage's answers. Returns the response and whether anything was
+    /// written (and so must be durable before the answer, per `--fsync`).
+    pub async fn written(mut self, b: &Broker) -> (ProduceResponse, bool) {
+        let mut wrote = false;
+        for q in self.queued {
+            let res = q
+                .answer
+                .await
+                .unwrap_or(Err(ResponseError::KafkaStorageError));
+            let Some(t) = self.responses.get_mut(q.topic) else {
+                continue;
+            };
+            let Some(p) = t.partition_responses.get_mut(q.slot) else {
+                continue;
+            };
+            let idx = p.index;
+            *p = match res {
+                Ok(a) => {
+                    wrote = true;
+                    let m = b.metrics.topic(&t.name.0);
+                    m.bytes_in.fetch_add(q.size, Ordering::Relaxed);
+                    m.records_in.fetch_add(q.count, Ordering::Relaxed);
+                    PartitionProduceResponse::default()
+                        .with_index(idx)
+                        .with_base_offset(a.base_offset)
+                        .with_log_append_time_ms(a.log_append_time)
+                        .with_log_start_offset(a.log_start)
+                }
+                Err(e) => {
+                    if e != ResponseError::KafkaStorageError {
+                        tracing::debug!(topic = %&*t.name.0, partition = idx, "produce rejected: {e}");
+                    }
+                    partition_error(idx, e, None)
+                }
+            };
+        }
+        (
+            ProduceResponse::default().with_responses(self.responses),
+            wrote,
+        )
+    }
+}
+
+/// Validates every partition's batch and queues the valid ones at the write stage, in request
+/// order (so a connection's batches to a partition are written in the order it sent them).
+pub async fn submit(b: &Arc<Broker>, req: ProduceRequest) -> Submitted {
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut wrote = false;
+    let mut queued = Vec::new();
     if !matches!(req.acks, -1..=1) {
         // Kafka refuses the whole request, writing nothing.
         for td in req.topic_data {
@@ -105,9 +169,9 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                     .with_partition_responses(parts),
             );
         }
-        return (ProduceResponse::default().with_responses(responses), false);
+        return Submitted { responses, queued };
     }
-    for td in req.topic_data {
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.to_string();
         // The topic, or the error every partition of it gets.
         let topic: Result<_, ResponseError> = match b.topic(&name) {
@@ -211,38 +275,30 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 parts.push(resp);
                 continue;
             }
-            let count = header.records_count as u64;
-            let size = records.len() as u64;
-            match partition.append(
-                BytesMut::from(&records[..]),
-                header,
-                cfg.log_append_time(),
-                now_ms(),
-                || {
-                    b.txns
-                        .verify_produce(header.producer_id, header.producer_epoch, &name, idx)
-                },
-            ) {
-                Ok(a) => {
-                    wrote = true;
-                    let m = b.metrics.topic(&name);
-                    m.bytes_in.fetch_add(size, Ordering::Relaxed);
-                    m.records_in.fetch_add(count, Ordering::Relaxed);
-                    parts.push(
-                        PartitionProduceResponse::default()
-                            .with_index(idx)
-                            .with_base_offset(a.base_offset)
-                            .with_log_append_time_ms(a.log_append_time)
-                            .with_log_start_offset(a.log_start),
-                    );
-                }
-                Err(e) => {
-                    if e != ResponseError::KafkaStorageError {
-                        tracing::debug!(topic = %name, partition = idx, "produce rejected: {e}");
-                    }
-                    parts.push(partition_error(idx, e, None));
-                }
-            }
+            let verify_txn: Option<TxnCheck> = header.is_transactional().then(|| {
+                let (b, name, pid, epoch) = (
+                    b.clone(),
+                    name.clone(),
+                    header.producer_id,
+                    header.producer_epoch,
+                );
+                Box::new(move || b.txns.verify_produce(pid, epoch, &name, idx)) as TxnCheck
+            });
+            let request = AppendRequest {
+                batch: BytesMut::from(&records[..]),
+                header: *header,
+                log_append_time: cfg.log_append_time(),
+                now_ms: now_ms(),
+                verify_txn,
+            };
+            queued.push(Queued {
+                topic: ti,
+                slot: parts.len(),
+                answer: b.appender.submit(partition, request).await,
+                size: records.len() as u64,
+                count: header.records_count as u64,
+            });
+            parts.push(PartitionProduceResponse::default().with_index(idx));
         }
         responses.push(
             TopicProduceResponse::default()
@@ -250,7 +306,7 @@ pub fn append(b: &Broker, req: ProduceRequest) -> (ProduceResponse, bool) {
                 .with_partition_responses(parts),
         );
     }
-    (ProduceResponse::default().with_responses(responses), wrote)
+    Submitted { responses, queued }
 }
 
 /// Waits until the appended batches are as durable as the fsync schedule promises; on failure

@@ -6,8 +6,11 @@
 //! ListOffsets answers by timestamp; at start it comes from the partition's snapshot
 //! (`snapshot.rs`) plus the batch headers appended after it.
 
+mod append;
 pub mod snapshot;
 mod state;
+
+pub use append::{AppendRequest, TxnCheck};
 
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +19,6 @@ use kafka_protocol::error::ResponseError;
 use tusk_protocol::batch::{self, BatchHeader, ControlType};
 use walrus::Walrus;
 
-use crate::producer::{ProducerEntry, SeqCheck};
 use state::PartitionState;
 
 /// Cursor (in the partition's Walrus topic) whose metadata holds the log start offset.
@@ -325,76 +327,6 @@ impl Partition {
             target = b.last_offset + 1;
         }
         target
-    }
-
-    /// Validated batch in, offsets assigned, stored. `batch` is one RecordBatch.
-    /// `verify_txn` is asked, under the partition lock, whether a transactional batch belongs to
-    /// an open transaction holding this partition (so no batch can land after its marker).
-    pub fn append(
-        &self,
-        mut batch: BytesMut,
-        h: &BatchHeader,
-        log_append_time: bool,
-        now_ms: i64,
-        verify_txn: impl FnOnce() -> Result<(), ResponseError>,
-    ) -> Result<Appended, ResponseError> {
-        let store = &self.store;
-        let mut st = self.lock();
-        if h.is_transactional() {
-            if !h.has_producer_id() {
-                return Err(ResponseError::InvalidRecord);
-            }
-            if st
-                .producers
-                .get(&h.producer_id)
-                .is_some_and(|p| h.producer_epoch < p.epoch)
-            {
-                return Err(ResponseError::InvalidProducerEpoch);
-            }
-            verify_txn()?;
-        }
-        if h.has_producer_id() {
-            if h.base_sequence < 0 {
-                return Err(ResponseError::InvalidRecord);
-            }
-            match ProducerEntry::check(
-                st.producers.get(&h.producer_id),
-                h.producer_epoch,
-                h.base_sequence,
-                h.last_sequence(),
-            ) {
-                SeqCheck::Append => {}
-                SeqCheck::Duplicate(b) => {
-                    return Ok(Appended {
-                        base_offset: b.base_offset,
-                        log_append_time: if log_append_time { b.timestamp } else { -1 },
-                        log_start: st.log_start,
-                    })
-                }
-                SeqCheck::Reject(e) => return Err(e),
-            }
-        }
-        let base_offset = st.next_offset;
-        batch::set_base_offset(&mut batch, base_offset);
-        batch::set_partition_leader_epoch(&mut batch, 0);
-        if log_append_time {
-            batch::set_log_append_time(&mut batch, now_ms);
-        }
-        let position = store.append(&self.wal, &batch).map_err(storage_error)?;
-        let mut stored = *h;
-        stored.base_offset = base_offset;
-        if log_append_time {
-            stored.max_timestamp = now_ms;
-        }
-        st.push_batch(&stored, position, batch.len(), None);
-        let appended = Appended {
-            base_offset,
-            log_append_time: if log_append_time { now_ms } else { -1 },
-            log_start: st.log_start,
-        };
-        drop(st);
-        self.grown.notify_waiters();
-        Ok(appended)
     }
 
     /// Bytes a fetch from `offset` could return now (up to `enough`), from the batch index

@@ -1,0 +1,159 @@
+//! The produce path's write stage: one thread that makes every client batch append.
+//!
+//! Handlers validate a Produce request on their connection's task and hand each partition's
+//! batch here ([`Appender::submit`]), in the connection's order. The thread takes everything
+//! queued while its previous write was in flight, groups it by partition (arrival order kept
+//! within a partition) and appends each group with one Walrus batch append of at most
+//! `walrus::MAX_BATCH_ENTRIES` batches ([`Partition::append_group`]); each batch's answer goes
+//! back through its own channel. So concurrent producers to one partition share a write, and
+//! storage writes never run on the async workers. (Durability is the next stage: the broker's
+//! syncer, one fsync for every answer waiting when it starts.)
+//!
+//! Memory is bounded: a queued batch holds its size from a budget of `queued.max.request.bytes`
+//! (the same figure as the budget for partly received requests), so a connection whose
+//! batches cannot be queued waits, reading nothing more, until the writer catches up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::partition::{AppendRequest, Appended, Partition};
+
+/// The answer to one submitted batch.
+pub type AppendResult = Result<Appended, ResponseError>;
+
+/// Most batches the thread takes off the queue per round (a group per partition is at most
+/// Walrus's batch limit of 2,000 entries; beyond this the next round takes the rest).
+const MAX_ROUND: usize = 8 * walrus::MAX_BATCH_ENTRIES;
+
+struct Job {
+    partition: Arc<Partition>,
+    req: AppendRequest,
+    reply: oneshot::Sender<AppendResult>,
+    /// The batch's share of the queue budget, given back once it is written.
+    _budget: OwnedSemaphorePermit,
+}
+
+/// What the write stage has done (rendered by the exporter).
+#[derive(Default)]
+pub struct AppenderStats {
+    /// Walrus batch appends made.
+    pub appends: AtomicU64,
+    /// Client batches written by them.
+    pub batches: AtomicU64,
+    /// Group sizes: bucket `i` counts appends of at most `GROUP_BUCKETS[i]` batches (the last
+    /// bucket everything larger).
+    pub group_sizes: [AtomicU64; GROUP_BUCKETS.len() + 1],
+}
+
+/// Upper bounds of the group-size histogram's buckets.
+pub const GROUP_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 64, 256, 2000];
+
+impl AppenderStats {
+    fn record(&self, group: usize) {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.batches.fetch_add(group as u64, Ordering::Relaxed);
+        let i = GROUP_BUCKETS
+            .iter()
+            .position(|b| group as u64 <= *b)
+            .unwrap_or(GROUP_BUCKETS.len());
+        self.group_sizes[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Appender {
+    queue: mpsc::Sender<Job>,
+    budget: Arc<Semaphore>,
+    /// Budget units are KiB (a semaphore counts at most `u32::MAX >> 3` permits per acquire).
+    budget_units: u32,
+    pub stats: Arc<AppenderStats>,
+}
+
+impl Appender {
+    /// Starts the write thread. `budget_bytes` bounds the bytes of batches queued at once.
+    pub fn start(budget_bytes: usize) -> std::io::Result<Appender> {
+        let (queue, jobs) = mpsc::channel();
+        let stats = Arc::new(AppenderStats::default());
+        let s = stats.clone();
+        std::thread::Builder::new()
+            .name("tusk-append".into())
+            .spawn(move || run(jobs, &s))?;
+        let budget_units = (budget_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
+        Ok(Appender {
+            queue,
+            budget: Arc::new(Semaphore::new(budget_units as usize)),
+            budget_units,
+            stats,
+        })
+    }
+
+    /// Queues a batch for `partition`; the answer arrives on the returned channel once it is
+    /// written (or refused). Waits while the queue's byte budget is spent.
+    pub async fn submit(
+        &self,
+        partition: Arc<Partition>,
+        req: AppendRequest,
+    ) -> oneshot::Receiver<AppendResult> {
+        let (reply, answer) = oneshot::channel();
+        // A batch larger than the whole budget takes all of it.
+        let units = (req.batch.len() / 1024).clamp(1, self.budget_units as usize) as u32;
+        let Ok(budget) = self.budget.clone().acquire_many_owned(units).await else {
+            let _ = reply.send(Err(ResponseError::KafkaStorageError));
+            return answer;
+        };
+        let job = Job {
+            partition,
+            req,
+            reply,
+            _budget: budget,
+        };
+        if let Err(mpsc::SendError(job)) = self.queue.send(job) {
+            // The thread is gone (it never exits while the broker holds the queue).
+            let _ = job.reply.send(Err(ResponseError::KafkaStorageError));
+        }
+        answer
+    }
+}
+
+/// The write thread: rounds of (take what is queued, append per partition, answer) until the
+/// broker drops the queue.
+fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats) {
+    while let Ok(first) = jobs.recv() {
+        let mut round = vec![first];
+        while round.len() < MAX_ROUND {
+            match jobs.try_recv() {
+                Ok(j) => round.push(j),
+                Err(_) => break,
+            }
+        }
+        // Groups by partition, in order of each partition's first batch; arrival order within.
+        let mut groups: Vec<(Arc<Partition>, Vec<Job>)> = Vec::new();
+        let mut slot: HashMap<*const Partition, usize> = HashMap::new();
+        for job in round {
+            let i = *slot.entry(Arc::as_ptr(&job.partition)).or_insert_with(|| {
+                groups.push((job.partition.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(job);
+        }
+        for (partition, group) in groups {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let chunk: Vec<Job> = group.by_ref().take(walrus::MAX_BATCH_ENTRIES).collect();
+                stats.record(chunk.len());
+                let (reqs, replies): (Vec<_>, Vec<_>) = chunk
+                    .into_iter()
+                    .map(|j| (j.req, (j.reply, j._budget)))
+                    .unzip();
+                let results = partition.append_group(reqs);
+                for ((reply, _budget), res) in replies.into_iter().zip(results) {
+                    let _ = reply.send(res);
+                }
+            }
+        }
+    }
+}
