@@ -7,7 +7,12 @@
 //! Options: `--bootstrap HOST:PORT`, `--messages N` (default 1,000,000), `--size BYTES` (1024),
 //! `--partitions P` (8), `--acks all|1|0` (all), `--linger-ms` (5), `--compression` (none),
 //! `--rate MSG_PER_S` (0 = unlimited; for latency runs), `--fsync` (broker's, when started
-//! here), `--label` (free text in the CSV), `--csv FILE` (default bench-results/e2e.csv).
+//! here), `--label` (free text in the CSV), `--csv FILE` (default bench-results/e2e.csv),
+//! `--producers N` (1; N producer clients, each sending its share, each its own connection),
+//! `--duration S` (0; with it, produce for S seconds instead of `--messages`),
+//! `--broker-args "..."` (extra flags for the broker started here), `--no-consume`.
+//! A broker started here also reports its storage figures from /metrics: write path, fsyncs,
+//! produce appends and the client batches they carried.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,6 +28,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
+#[derive(Clone)]
 struct Args {
     bootstrap: Option<String>,
     messages: u64,
@@ -35,6 +41,10 @@ struct Args {
     fsync: String,
     label: String,
     csv: PathBuf,
+    producers: usize,
+    duration_s: u64,
+    broker_args: String,
+    consume: bool,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +63,10 @@ fn parse_args() -> Args {
             env!("CARGO_MANIFEST_DIR"),
             "/bench-results/e2e.csv"
         )),
+        producers: 1,
+        duration_s: 0,
+        broker_args: String::new(),
+        consume: true,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -73,6 +87,13 @@ fn parse_args() -> Args {
             "--fsync" => a.fsync = v,
             "--label" => a.label = v,
             "--csv" => a.csv = PathBuf::from(v),
+            "--producers" => a.producers = v.parse().expect("--producers"),
+            "--duration" => a.duration_s = v.parse().expect("--duration"),
+            "--broker-args" => a.broker_args = v,
+            "--no-consume" => {
+                a.consume = false;
+                i -= 1;
+            }
             other => panic!("unknown option {other}"),
         }
         i += 2;
@@ -122,21 +143,27 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 /// A Tusk started for the run, with its process id for CPU and memory accounting.
 struct Broker {
     child: Child,
+    metrics: String,
     _dir: tempfile::TempDir,
 }
 
-fn start_broker(fsync: &str, partitions: i32) -> (Broker, String) {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_broker(fsync: &str, partitions: i32, extra: &str) -> (Broker, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = root.join("target/release/tusk");
     assert!(
         bin.exists(),
         "build the broker first: cargo build --release --bin tusk"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let dir = tempfile::tempdir_in(
         std::env::var("TUSK_BENCH_DIR")
             .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
@@ -153,7 +180,10 @@ fn start_broker(fsync: &str, partitions: i32) -> (Broker, String) {
             "warn",
             "--num-partitions",
             &partitions.to_string(),
+            "--metrics-listen",
+            &metrics,
         ])
+        .args(extra.split_whitespace())
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -165,7 +195,34 @@ fn start_broker(fsync: &str, partitions: i32) -> (Broker, String) {
         assert!(Instant::now() < deadline, "tusk did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    (Broker { child, _dir: dir }, addr)
+    (
+        Broker {
+            child,
+            metrics,
+            _dir: dir,
+        },
+        addr,
+    )
+}
+
+/// The broker's /metrics, as (name with labels, value).
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    use std::io::Read;
+    let mut out = HashMap::new();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return out;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((k, v)) = line.rsplit_once(' ') {
+            if let Ok(v) = v.parse() {
+                out.insert(k.to_string(), v);
+            }
+        }
+    }
+    out
 }
 
 /// (CPU seconds, RSS in MiB) of a process, from /proc.
@@ -196,12 +253,86 @@ fn proc_usage(pid: u32) -> (f64, f64) {
     (cpu / ticks, rss_kb / 1024.0)
 }
 
+/// One producer client: sends its share of the messages (or, with `--duration`, sends until
+/// the time is up), then waits for every delivery report.
+fn produce(
+    a: &Args,
+    k: usize,
+    bootstrap: &str,
+    topic: &str,
+    lat: &Arc<Latencies>,
+    sent: &std::sync::atomic::AtomicU64,
+    start: Instant,
+) {
+    let n = a.producers.max(1);
+    let producer: BaseProducer<Ctx> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", &a.acks)
+        .set("linger.ms", a.linger_ms.to_string())
+        .set("compression.type", &a.compression)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("batch.size", "1000000")
+        .create_with_context(Ctx(lat.clone()))
+        .unwrap();
+    let payload = vec![b'x'; a.size];
+    let track_every = if a.rate > 0 { 1 } else { 16 };
+    let rate = a.rate as f64 / n as f64;
+    let until = (a.duration_s > 0).then(|| start + Duration::from_secs(a.duration_s));
+    let mut j = 0usize;
+    loop {
+        // Message ids interleave the producers: k, k + n, k + 2n, ...
+        let i = j * n + k;
+        match until {
+            Some(t) if Instant::now() >= t => break,
+            None if i as u64 >= a.messages => break,
+            _ => {}
+        }
+        if a.rate > 0 {
+            let due = start + Duration::from_secs_f64(j as f64 / rate);
+            // Wait without spinning: client and broker share this machine's cores.
+            loop {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                producer.poll(due - now);
+            }
+        }
+        let tracked = i % track_every == 0;
+        if tracked {
+            lat.sent_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(i, Instant::now());
+        }
+        let mut rec = BaseRecord::<(), Vec<u8>, Box<usize>>::with_opaque_to(topic, Box::new(i))
+            .partition((i % a.partitions as usize) as i32)
+            .payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(1));
+                    rec = r;
+                }
+            }
+        }
+        if j % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+        j += 1;
+    }
+    producer.flush(Duration::from_secs(300)).unwrap();
+    sent.fetch_add(j as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn main() {
     let a = parse_args();
     let (broker, bootstrap) = match &a.bootstrap {
         Some(b) => (None, b.clone()),
         None => {
-            let (b, addr) = start_broker(&a.fsync, a.partitions);
+            let (b, addr) = start_broker(&a.fsync, a.partitions, &a.broker_args);
             (Some(b), addr)
         }
     };
@@ -243,65 +374,48 @@ fn main() {
     let cpu0 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
 
     // ---- produce ----
+    let m0 = broker
+        .as_ref()
+        .map(|b| scrape(&b.metrics))
+        .unwrap_or_default();
     let lat = Arc::new(Latencies {
         sent_at: Mutex::new(HashMap::new()),
         samples: Mutex::new(Vec::new()),
         errors: Mutex::new(0),
     });
-    let producer: BaseProducer<Ctx> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("acks", &a.acks)
-        .set("linger.ms", a.linger_ms.to_string())
-        .set("compression.type", &a.compression)
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("batch.size", "1000000")
-        .create_with_context(Ctx(lat.clone()))
-        .unwrap();
-    let payload = vec![b'x'; a.size];
     let start = Instant::now();
-    let track_every = if a.rate > 0 { 1 } else { 16 };
-    for i in 0..a.messages as usize {
-        if a.rate > 0 {
-            let due = start + Duration::from_secs_f64(i as f64 / a.rate as f64);
-            // Wait without spinning: client and broker share this machine's cores.
-            loop {
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                producer.poll(due - now);
-            }
-        }
-        let tracked = i % track_every == 0;
-        if tracked {
-            lat.sent_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(i, Instant::now());
-        }
-        let mut rec = BaseRecord::<(), Vec<u8>, Box<usize>>::with_opaque_to(&topic, Box::new(i))
-            .partition((i % a.partitions as usize) as i32)
-            .payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(1));
-                    rec = r;
-                }
-            }
-        }
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producers: Vec<_> = (0..a.producers.max(1))
+        .map(|k| {
+            let (lat, sent, bootstrap, topic) =
+                (lat.clone(), sent.clone(), bootstrap.clone(), topic.clone());
+            let a = a.clone();
+            std::thread::spawn(move || produce(&a, k, &bootstrap, &topic, &lat, &sent, start))
+        })
+        .collect();
+    for p in producers {
+        p.join().expect("producer thread");
     }
-    producer.flush(Duration::from_secs(300)).unwrap();
+    let messages = sent.load(std::sync::atomic::Ordering::Relaxed);
     let produce_s = start.elapsed().as_secs_f64();
     let cpu1 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
     let mut samples = std::mem::take(&mut *lat.samples.lock().unwrap_or_else(|p| p.into_inner()));
     samples.sort_unstable();
     let errors = *lat.errors.lock().unwrap_or_else(|p| p.into_inner());
+    let m1 = broker
+        .as_ref()
+        .map(|b| scrape(&b.metrics))
+        .unwrap_or_default();
+    let delta = |k: &str| m1.get(k).copied().unwrap_or(0.0) - m0.get(k).copied().unwrap_or(0.0);
+    let path = ["uring_direct", "uring_buffered", "pwrite"]
+        .into_iter()
+        .find(|p| m1.get(&format!("tusk_storage_write_path{{path=\"{p}\"}}")) == Some(&1.0))
+        .unwrap_or("?");
+    let (fsyncs, appends, batches) = (
+        delta("tusk_storage_fsyncs_total"),
+        delta("tusk_produce_appends_total"),
+        delta("tusk_produce_batches_total"),
+    );
 
     // ---- consume everything back, default consumer settings ----
     let consumer: BaseConsumer = ClientConfig::new()
@@ -318,7 +432,7 @@ fn main() {
     consumer.assign(&tpl).unwrap();
     let cstart = Instant::now();
     let (mut got, mut bytes) = (0u64, 0u64);
-    while got < a.messages && cstart.elapsed() < Duration::from_secs(600) {
+    while a.consume && got < messages && cstart.elapsed() < Duration::from_secs(600) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             got += 1;
             bytes += m.payload().map(|p| p.len()).unwrap_or(0) as u64;
@@ -332,22 +446,22 @@ fn main() {
     }
     let peak = *peak_rss.lock().unwrap_or_else(|p| p.into_inner());
 
-    let mb = (a.messages as f64 * a.size as f64) / 1e6;
+    let mb = (messages as f64 * a.size as f64) / 1e6;
     let row = format!(
         "{},{},{},{},{},{},{},{},{:.0},{:.1},{:.3},{:.3},{:.3},{:.3},{:.0},{:.1},{},{:.2},{:.2},{:.1},{:.1}",
-        a.label, a.messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync,
-        a.messages as f64 / produce_s, mb / produce_s,
+        a.label, messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync,
+        messages as f64 / produce_s, mb / produce_s,
         pct(&samples, 0.5), pct(&samples, 0.99), pct(&samples, 0.999), samples.last().copied().unwrap_or(0) as f64 / 1000.0,
         got as f64 / consume_s, bytes as f64 / 1e6 / consume_s, errors,
         cpu1 - cpu0, cpu2 - cpu1, peak, idle_rss,
     );
     println!(
         "label={} messages={} size={} partitions={} acks={} linger_ms={} compression={} fsync={}",
-        a.label, a.messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync
+        a.label, messages, a.size, a.partitions, a.acks, a.linger_ms, a.compression, a.fsync
     );
     println!(
         "produce: {:.0} msg/s, {:.1} MB/s; latency ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; errors {}",
-        a.messages as f64 / produce_s, mb / produce_s, pct(&samples, 0.5), pct(&samples, 0.99), pct(&samples, 0.999),
+        messages as f64 / produce_s, mb / produce_s, pct(&samples, 0.5), pct(&samples, 0.99), pct(&samples, 0.999),
         samples.last().copied().unwrap_or(0) as f64 / 1000.0, errors
     );
     println!(
@@ -356,6 +470,11 @@ fn main() {
         bytes as f64 / 1e6 / consume_s
     );
     if pid.is_some() {
+        println!(
+            "storage: writes {path}; fsyncs {fsyncs:.0} ({:.4} per record); produce appends {appends:.0} carrying {batches:.0} batches ({:.2} per append)",
+            fsyncs / messages.max(1) as f64,
+            batches / appends.max(1.0)
+        );
         println!(
             "broker: cpu {:.2} s producing, {:.2} s consuming; RSS peak {:.1} MiB, idle {:.1} MiB",
             cpu1 - cpu0,

@@ -38,30 +38,20 @@ struct Job {
     _budget: OwnedSemaphorePermit,
 }
 
-/// What the write stage has done (rendered by the exporter).
+/// What the write stage has done (rendered by the exporter; the group-size histogram is
+/// storage's entries per append).
 #[derive(Default)]
 pub struct AppenderStats {
     /// Walrus batch appends made.
     pub appends: AtomicU64,
-    /// Client batches written by them.
+    /// Client batches they carried.
     pub batches: AtomicU64,
-    /// Group sizes: bucket `i` counts appends of at most `GROUP_BUCKETS[i]` batches (the last
-    /// bucket everything larger).
-    pub group_sizes: [AtomicU64; GROUP_BUCKETS.len() + 1],
 }
-
-/// Upper bounds of the group-size histogram's buckets.
-pub const GROUP_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 64, 256, 2000];
 
 impl AppenderStats {
     fn record(&self, group: usize) {
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.batches.fetch_add(group as u64, Ordering::Relaxed);
-        let i = GROUP_BUCKETS
-            .iter()
-            .position(|b| group as u64 <= *b)
-            .unwrap_or(GROUP_BUCKETS.len());
-        self.group_sizes[i].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -75,13 +65,15 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the write thread. `budget_bytes` bounds the bytes of batches queued at once.
-    pub fn start(budget_bytes: usize) -> std::io::Result<Appender> {
+    /// `max_group` (1..=2,000) caps the batches of one partition per write.
+    pub fn start(budget_bytes: usize, max_group: usize) -> std::io::Result<Appender> {
+        let max_group = max_group.clamp(1, walrus::MAX_BATCH_ENTRIES);
         let (queue, jobs) = mpsc::channel();
         let stats = Arc::new(AppenderStats::default());
         let s = stats.clone();
         std::thread::Builder::new()
             .name("tusk-append".into())
-            .spawn(move || run(jobs, &s))?;
+            .spawn(move || run(jobs, &s, max_group))?;
         let budget_units = (budget_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
         Ok(Appender {
             queue,
@@ -121,7 +113,7 @@ impl Appender {
 
 /// The write thread: rounds of (take what is queued, append per partition, answer) until the
 /// broker drops the queue.
-fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats) {
+fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats, max_group: usize) {
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         while round.len() < MAX_ROUND {
@@ -143,7 +135,7 @@ fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats) {
         for (partition, group) in groups {
             let mut group = group.into_iter().peekable();
             while group.peek().is_some() {
-                let chunk: Vec<Job> = group.by_ref().take(walrus::MAX_BATCH_ENTRIES).collect();
+                let chunk: Vec<Job> = group.by_ref().take(max_group).collect();
                 stats.record(chunk.len());
                 let (reqs, replies): (Vec<_>, Vec<_>) = chunk
                     .into_iter()

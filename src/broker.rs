@@ -100,6 +100,11 @@ impl Broker {
             .on_failure(move |reason| {
                 failed_tx.send_replace(Some(reason.to_string()));
             });
+        match config.storage_writes.as_str() {
+            "buffered" => builder = builder.direct_io(false),
+            "pwrite" => builder = builder.io_uring(false),
+            _ => {}
+        }
         if let Some(vfs) = vfs {
             // Deterministic for simulations: no background file creation.
             builder = builder.vfs(vfs).io_uring(false).preallocate_ahead(false);
@@ -109,7 +114,7 @@ impl Broker {
         tracing::info!(
             blocks = rec.blocks,
             scanned_bytes = rec.scanned_bytes,
-            io_uring = store.io_uring_fallbacks().is_some(),
+            writes = store.write_path().as_str(),
             "storage opened"
         );
         let catalog = Catalog::load(&store)?;
@@ -127,7 +132,10 @@ impl Broker {
             txns,
             metrics: Metrics::default(),
             sync_waiters,
-            appender: crate::appender::Appender::start(config.queued_max_request_bytes)?,
+            appender: crate::appender::Appender::start(
+                config.queued_max_request_bytes,
+                config.produce_max_group,
+            )?,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize
             )),

@@ -69,6 +69,18 @@ pub struct Config {
     #[arg(long, env = "TUSK_FSYNC", default_value = "1000ms")]
     pub fsync: Fsync,
 
+    /// How storage writes appends: auto (O_DIRECT through io_uring where the start-up probe
+    /// proves it works, else buffered io_uring, else pwrite), buffered (io_uring without
+    /// O_DIRECT) or pwrite (no io_uring). The path in use is in the start line and in
+    /// `tusk_storage_write_path`.
+    #[arg(long, env = "TUSK_STORAGE_WRITES", default_value = "auto", value_parser = ["auto", "buffered", "pwrite"])]
+    pub storage_writes: String,
+
+    /// Most client batches the produce write stage appends to one partition with one storage
+    /// write (1 turns coalescing off: one write per batch, for comparisons).
+    #[arg(long, env = "TUSK_PRODUCE_MAX_GROUP", default_value_t = walrus::MAX_BATCH_ENTRIES, value_parser = clap::value_parser!(u16).range(1..=2000).map(|v| v as usize))]
+    pub produce_max_group: usize,
+
     /// Partitions of auto-created topics and of CreateTopics requests that give -1.
     #[arg(long, env = "TUSK_NUM_PARTITIONS", default_value_t = 1)]
     pub num_partitions: i32,

@@ -127,7 +127,101 @@ pub fn render(b: &Broker) -> String {
         &mut out,
     );
     b.txns.render_metrics(&mut out);
+    render_storage(b, &mut out);
     out
+}
+
+/// The write path: which one is in use, writes by path, entries per append, write and fsync
+/// latency, and how the produce write stage groups batches.
+fn render_storage(b: &Broker, out: &mut String) {
+    let io = b.store.io_stats();
+    let path = b.store.write_path();
+    let _ = writeln!(out, "# HELP tusk_storage_write_path The path storage writes take (1 for the one in use).\n# TYPE tusk_storage_write_path gauge");
+    for p in [
+        walrus::WritePath::UringDirect,
+        walrus::WritePath::UringBuffered,
+        walrus::WritePath::Pwrite,
+    ] {
+        let _ = writeln!(
+            out,
+            "tusk_storage_write_path{{path=\"{}\"}} {}",
+            p.as_str(),
+            u8::from(p == path)
+        );
+    }
+    let _ = writeln!(out, "# HELP tusk_storage_writes_total Storage write calls (one run of bytes into one file), by path.\n# TYPE tusk_storage_writes_total counter");
+    for (p, n) in [
+        ("uring_direct", &io.writes_uring_direct),
+        ("uring_buffered", &io.writes_uring_buffered),
+        ("pwrite", &io.writes_pwrite),
+    ] {
+        let _ = writeln!(
+            out,
+            "tusk_storage_writes_total{{path=\"{p}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE tusk_storage_fsyncs_total counter\ntusk_storage_fsyncs_total {}",
+        io.fsyncs.load(Ordering::Relaxed)
+    );
+    histogram(
+        out,
+        "tusk_storage_append_entries",
+        "Entries per storage append (a produce group is one append).",
+        io.entries_per_append.cumulative(),
+        1.0,
+    );
+    histogram(
+        out,
+        "tusk_storage_write_seconds",
+        "Time to write one append's bytes, without fsync.",
+        io.write_latency_us.cumulative(),
+        1e-6,
+    );
+    histogram(
+        out,
+        "tusk_storage_fsync_seconds",
+        "Time of one flush's fsyncs.",
+        io.fsync_latency_us.cumulative(),
+        1e-6,
+    );
+    let st = &b.appender.stats;
+    let _ = writeln!(
+        out,
+        "# HELP tusk_produce_appends_total Storage appends made by the produce write stage, and the client batches they carried.\n# TYPE tusk_produce_appends_total counter\ntusk_produce_appends_total {}\n# TYPE tusk_produce_batches_total counter\ntusk_produce_batches_total {}",
+        st.appends.load(Ordering::Relaxed),
+        st.batches.load(Ordering::Relaxed)
+    );
+}
+
+/// A Prometheus histogram from (upper bound, cumulative count) buckets (the last one +Inf)
+/// and a sum, both in `scale` units.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    (buckets, sum): (Vec<(u64, u64)>, u64),
+    scale: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut count = 0;
+    for (bound, n) in buckets {
+        count = n;
+        if bound == u64::MAX {
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        } else {
+            let le = format!("{:.6}", bound as f64 * scale);
+            let le = le.trim_end_matches('0').trim_end_matches('.');
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {count}",
+        sum as f64 * scale
+    );
 }
 
 /// Serves `GET /metrics` (any path) over plain HTTP/1.1.

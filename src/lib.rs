@@ -120,6 +120,7 @@ pub async fn start(
         advertised = %format!("{host}:{port}"),
         data_dir = %config.data_dir.display(),
         fsync = %config.fsync,
+        storage_writes = broker.store.write_path().as_str(),
         topics = broker.catalog.all().len(),
         startup_ms = started.elapsed().as_millis() as u64,
         "tusk started"

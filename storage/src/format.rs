@@ -53,11 +53,14 @@ pub struct BlockHeader {
     pub seq: u64,
     /// Position of the first entry that is (or will be) stored in this block.
     pub first_position: u64,
+    /// The writer generation that made the block, the only one that appends to it (recovery
+    /// seals every tail); 0 in blocks written before this rule (no check).
+    pub generation: u32,
     pub topic: Vec<u8>,
 }
 
 impl BlockHeader {
-    /// Layout: magic[8] crc u32 version u16 name_len u16 span u32 reserved u32
+    /// Layout: magic[8] crc u32 version u16 name_len u16 span u32 generation u32
     ///         incarnation u64 seq u64 first_position u64 name[name_len]
     /// The CRC covers bytes 12..(48 + name_len).
     pub fn encode(&self) -> Vec<u8> {
@@ -67,7 +70,7 @@ impl BlockHeader {
         b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         b.extend_from_slice(&(self.topic.len() as u16).to_le_bytes());
         b.extend_from_slice(&self.span.to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&self.generation.to_le_bytes());
         b.extend_from_slice(&self.incarnation.to_le_bytes());
         b.extend_from_slice(&self.seq.to_le_bytes());
         b.extend_from_slice(&self.first_position.to_le_bytes());
@@ -92,6 +95,7 @@ impl BlockHeader {
         }
         Some(BlockHeader {
             span: le_u32(b, 16).max(1),
+            generation: le_u32(b, 20),
             incarnation: le_u64(b, 24),
             seq: le_u64(b, 32),
             first_position: le_u64(b, 40),
@@ -231,6 +235,7 @@ mod tests {
             incarnation: 7,
             seq: 3,
             first_position: 99,
+            generation: 5,
             topic: b"orders-12".to_vec(),
         };
         let mut b = h.encode();

@@ -36,7 +36,18 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     /// Names of the directory's entries.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the directory's exclusive lock for this instance's life, waiting (bounded) while
+    /// another holder goes away; `None` where locks do not apply (a simulated disk).
+    fn lock_dir(&self, _dir: &Path) -> io::Result<Option<File>> {
+        Ok(None)
+    }
 }
+
+/// Name of the lock file in an instance's directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// How long opening waits for another holder of the directory lock to go away (a killed
+/// process's lock outlives it until its last io_uring write has landed: milliseconds).
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An open file, read and written at positions (never through a shared cursor).
 pub trait VFile: Send + Sync {
@@ -100,6 +111,38 @@ impl Vfs for RealFs {
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<File>> {
+        let path = dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let started = std::time::Instant::now();
+        loop {
+            // SAFETY: plain syscall on a descriptor we own.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(Some(f));
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err);
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is in use by another process (its lock {} is held)",
+                        dir.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 

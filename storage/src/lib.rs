@@ -29,6 +29,7 @@ mod index;
 pub mod io;
 mod mmap;
 pub mod sim;
+pub mod stats;
 #[cfg(target_os = "linux")]
 mod uring;
 
@@ -40,6 +41,7 @@ use std::sync::Arc;
 pub use engine::{RecoveryStats, Walrus};
 pub use error::Error;
 pub use index::{Cursor, MAX_CURSOR_METADATA};
+pub use stats::IoStats;
 
 /// When `checkpoint = true` reads persist the topic's default cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,31 @@ pub fn sanitize_key(key: &str) -> String {
     }
 }
 
+/// How an instance writes appends, chosen when it opens (by probing, never assumed) and kept
+/// for its whole life: a write that fails on the chosen path fails the instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePath {
+    /// Aligned `O_DIRECT` writes through io_uring, from a registered buffer to registered
+    /// files, asynchronous in the kernel.
+    UringDirect,
+    /// Buffered writes through io_uring with `RWF_NOWAIT` (finished with `pwrite` when the
+    /// kernel would block): where `O_DIRECT` is refused (tmpfs) or turned off.
+    UringBuffered,
+    /// Buffered `pwrite` (io_uring refused by the kernel or a seccomp profile, turned off, the
+    /// mmap backend, or a simulated disk).
+    Pwrite,
+}
+
+impl WritePath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePath::UringDirect => "uring_direct",
+            WritePath::UringBuffered => "uring_buffered",
+            WritePath::Pwrite => "pwrite",
+        }
+    }
+}
+
 /// Full configuration of an instance; the seed constructors are shorthands for it.
 #[derive(Clone, Debug)]
 pub struct WalrusBuilder {
@@ -167,6 +194,8 @@ pub struct WalrusBuilder {
     block_size: u64,
     blocks_per_file: u32,
     io_uring: bool,
+    direct_io: bool,
+    aligned_writes: bool,
     vfs: Option<Arc<dyn io::Vfs>>,
     preallocate_ahead: bool,
     on_failure: Option<FailureHook>,
@@ -192,6 +221,8 @@ impl Default for WalrusBuilder {
             block_size: DEFAULT_BLOCK_SIZE,
             blocks_per_file: DEFAULT_BLOCKS_PER_FILE,
             io_uring: std::env::var_os("WALRUS_IO_URING").is_none_or(|v| v != "0"),
+            direct_io: std::env::var_os("WALRUS_DIRECT_IO").is_none_or(|v| v != "0"),
+            aligned_writes: false,
             vfs: None,
             preallocate_ahead: true,
             on_failure: None,
@@ -239,6 +270,22 @@ impl WalrusBuilder {
     /// after a SIGKILL, once a restarted instance has recovered (see `uring.rs`).
     pub fn io_uring(mut self, on: bool) -> Self {
         self.io_uring = on;
+        self
+    }
+
+    /// Write appends with `O_DIRECT` through the ring (on by default, where the probe at open
+    /// proves it works; see [`WritePath`]). `WALRUS_DIRECT_IO=0` or `direct_io(false)` keeps
+    /// buffered writes.
+    pub fn direct_io(mut self, on: bool) -> Self {
+        self.direct_io = on;
+        self
+    }
+
+    /// Write appends as the direct path does (whole 4 KiB pages, the partly filled last page
+    /// rewritten in place) even where there is no direct path: for power-loss simulations of
+    /// that write pattern on a simulated disk.
+    pub fn aligned_writes(mut self, on: bool) -> Self {
+        self.aligned_writes = on;
         self
     }
 

@@ -12,6 +12,8 @@ use walrus::{FsyncSchedule, Walrus, WalrusBuilder};
 const BLOCK: u64 = 64 * 1024;
 const BLOCKS: u32 = 4;
 const FILE: u64 = BLOCK * BLOCKS as u64;
+/// Topic d's large entries: one per block.
+const D_LEN: usize = (BLOCK - 12288) as usize;
 
 fn builder(dir: &str) -> WalrusBuilder {
     Walrus::builder()
@@ -60,8 +62,9 @@ fn fault_child() {
             }
             w.flush().unwrap();
         }
-        // Limit at 2 blocks: the tail of a and a new block for b still fit; topic c's first
-        // block would start at the limit, so its write fails and poisons the instance.
+        // Limit at 3 blocks: a's new block (its tail was sealed by the reopen) and b's still
+        // fit; topic c's first block would start at the limit, so its write fails and poisons
+        // the instance.
         "write-error" => {
             for i in 5..8 {
                 w.append_for_topic("a", &entry("a", i, 1000)).unwrap();
@@ -80,21 +83,17 @@ fn fault_child() {
             assert_eq!(all(&w, "b"), b);
             println!("ok write-error");
         }
-        // Limit below one file: the first file fills up (topic d takes its last blocks), then
+        // Limit below one file: the first file fills up (topic d takes its last block), then
         // a new file cannot be preallocated: an error, not a poisoned instance.
         "disk-full" => {
-            for (t, i) in [("d", 0), ("d", 1)] {
-                // One entry per block: just under the block's capacity.
-                w.append_for_topic(t, &entry(t, i, (BLOCK - 8192) as usize))
-                    .unwrap();
-            }
-            let err = w
-                .append_for_topic("d", &entry("d", 2, (BLOCK - 8192) as usize))
-                .unwrap_err();
+            // One entry per block: under the block's capacity by enough that its last page
+            // (aligned writes write whole pages) stays below the limit.
+            w.append_for_topic("d", &entry("d", 0, D_LEN)).unwrap();
+            let err = w.append_for_topic("d", &entry("d", 1, D_LEN)).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
             assert_eq!(w.file_count(), 1, "the half-made file is removed");
-            // Not poisoned: the tail of a still takes appends.
-            w.append_for_topic("a", &entry("a", 8, 1000)).unwrap();
+            // Not poisoned: the tail of d still takes appends.
+            w.append_for_topic("d", &entry("d", 1, 1000)).unwrap();
             w.flush().unwrap();
             println!("ok disk-full");
         }
@@ -154,24 +153,23 @@ fn full_disk_and_write_errors_reach_the_caller_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     run_phase(d, "fill", None);
-    assert!(run_phase(d, "write-error", Some(2 * BLOCK)).contains("ok write-error"));
+    assert!(run_phase(d, "write-error", Some(3 * BLOCK)).contains("ok write-error"));
     assert!(run_phase(d, "disk-full", Some(FILE - 1)).contains("ok disk-full"));
 
     let w = builder(d).open().unwrap();
-    let expect_a: Vec<Vec<u8>> = (0..9).map(|i| entry("a", i, 1000)).collect();
+    let expect_a: Vec<Vec<u8>> = (0..8).map(|i| entry("a", i, 1000)).collect();
     assert_eq!(all(&w, "a"), expect_a);
     assert_eq!(
         all(&w, "b"),
         (0..2).map(|i| entry("b", i, 1000)).collect::<Vec<_>>()
     );
     assert!(all(&w, "c").is_empty(), "nothing of the failed batch");
-    let d_len = (BLOCK - 8192) as usize;
     assert_eq!(
         all(&w, "d"),
-        (0..2).map(|i| entry("d", i, d_len)).collect::<Vec<_>>()
+        vec![entry("d", 0, D_LEN), entry("d", 1, 1000)]
     );
     // Without the limit a new file is made again.
-    w.append_for_topic("d", &entry("d", 2, d_len)).unwrap();
+    w.append_for_topic("d", &entry("d", 2, D_LEN)).unwrap();
     assert_eq!(w.file_count(), 2);
     assert_eq!(all(&w, "d").len(), 3);
 }

@@ -11,6 +11,8 @@
 //! - cursors are at their last durable value or a later one; retention marks and topic
 //!   deletions (durable when they return) hold.
 //!
+//! Half the seeds write aligned pages as the O_DIRECT path does (`aligned_writes`).
+//!
 //! `WALRUS_POWERLOSS_CUTS` sets the number of cuts (default 1,000; `make powerloss-long` runs
 //! 100,000). `WALRUS_POWERLOSS_SEED` replays one seed.
 
@@ -76,8 +78,11 @@ struct Model {
     tag: u64,
 }
 
-fn builder(disk: &SimDisk, sync_each: bool) -> WalrusBuilder {
+/// `aligned`: write as the O_DIRECT path does (whole pages, the partly filled last page
+/// rewritten in place), so a cut can tear a rewrite of a page that holds durable entries.
+fn builder(disk: &SimDisk, sync_each: bool, aligned: bool) -> WalrusBuilder {
     Walrus::builder()
+        .aligned_writes(aligned)
         .vfs(Arc::new(disk.clone()))
         .data_dir("/sim/wal")
         .block_size(64 * 1024)
@@ -346,6 +351,7 @@ fn run_seed(seed: u64) -> usize {
     let disk = SimDisk::new(seed);
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let sync_each = seed % 2 == 1;
+    let aligned = seed % 4 >= 2;
     let mut m = Model {
         topics: vec![TopicModel::default(); TOPICS],
         cursors: HashMap::new(),
@@ -353,7 +359,7 @@ fn run_seed(seed: u64) -> usize {
         tag: 0,
     };
     for cut in 0..CUTS_PER_SEED {
-        let w = builder(&disk, sync_each)
+        let w = builder(&disk, sync_each, aligned)
             .open()
             .unwrap_or_else(|e| panic!("seed {seed} cut {cut}: reopen failed: {e}"));
         verify(&w, &mut m, seed, cut);
@@ -378,9 +384,11 @@ fn run_seed(seed: u64) -> usize {
         disk.power_cut();
     }
     // The last cut is checked too.
-    let w = builder(&disk, sync_each).open().unwrap_or_else(|e| {
-        panic!("seed {seed} final: reopen failed: {e}");
-    });
+    let w = builder(&disk, sync_each, aligned)
+        .open()
+        .unwrap_or_else(|e| {
+            panic!("seed {seed} final: reopen failed: {e}");
+        });
     verify(&w, &mut m, seed, CUTS_PER_SEED);
     CUTS_PER_SEED
 }

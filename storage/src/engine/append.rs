@@ -12,6 +12,13 @@ struct Planned {
     buf: Vec<u8>,
 }
 
+/// One run of bytes to write into one file.
+struct Run<'a> {
+    file: &'a WalFile,
+    offset: u64,
+    data: std::borrow::Cow<'a, [u8]>,
+}
+
 impl Shared {
     /// Writes entries (one atomic batch) at the topic's tail.
     pub(super) fn append_entries(
@@ -72,6 +79,7 @@ impl Shared {
                 let header = BlockHeader {
                     span,
                     incarnation: st.incarnation,
+                    generation: self.generation,
                     seq,
                     first_position: pos,
                     topic: t.name.as_bytes().to_vec(),
@@ -93,6 +101,7 @@ impl Shared {
                         ckpt: OnDisk::default(),
                         stamp: 0,
                         reserved: 0,
+                        tail: Vec::new(),
                     },
                     is_new: true,
                     write_from: 0,
@@ -145,17 +154,57 @@ impl Shared {
             self.release_new_blocks(&plan);
             return Err(e);
         }
-        // Write: one contiguous run per block touched, all submitted together.
+        // Write: one contiguous run per block touched, all submitted together. Under aligned
+        // writes each run starts at its page boundary, carrying the block's partly filled
+        // last page in front and zeros behind; the new partly filled page is kept in memory.
         let base = |b: &Block| b.index as u64 * self.block_size;
-        let runs: Vec<(&WalFile, u64, &[u8])> = plan
-            .iter()
-            .filter(|p| !p.buf.is_empty())
-            .map(|p| (&*p.block.file, base(&p.block) + p.write_from, &p.buf[..]))
-            .collect();
-        // Batches go through io_uring (fd backend); a single entry is one pwrite either way.
+        let mut tails: Vec<Option<Vec<u8>>> = Vec::with_capacity(plan.len());
+        let mut runs: Vec<Run> = Vec::with_capacity(plan.len());
+        for p in plan.iter() {
+            if p.buf.is_empty() {
+                tails.push(None);
+                continue;
+            }
+            let offset = base(&p.block) + p.write_from;
+            if self.align == 0 {
+                tails.push(None);
+                runs.push(Run {
+                    file: &p.block.file,
+                    offset,
+                    data: std::borrow::Cow::Borrowed(&p.buf[..]),
+                });
+                continue;
+            }
+            let head = &p.block.tail;
+            debug_assert_eq!(head.len() as u64, p.write_from % self.align);
+            let mut data = Vec::with_capacity(
+                (head.len() + p.buf.len()).next_multiple_of(self.align as usize),
+            );
+            data.extend_from_slice(head);
+            data.extend_from_slice(&p.buf);
+            let full = data.len() - data.len() % self.align as usize;
+            tails.push(Some(data[full..].to_vec()));
+            data.resize(data.len().next_multiple_of(self.align as usize), 0);
+            runs.push(Run {
+                file: &p.block.file,
+                offset: offset - head.len() as u64,
+                data: std::borrow::Cow::Owned(data),
+            });
+        }
+        let started = Instant::now();
         if let Err(e) = self.write_runs(&runs, n > 1) {
             self.poison("write failed", &e);
             return Err(e);
+        }
+        self.io_stats
+            .write_latency_us
+            .record(crate::stats::micros(started.elapsed()));
+        self.io_stats.entries_per_append.record(n as u64);
+        drop(runs);
+        for (p, tail) in plan.iter_mut().zip(tails) {
+            if let Some(t) = tail {
+                p.block.tail = t;
+            }
         }
         // Commit in memory: readers see the entries from here on.
         let start = st.next_position;
@@ -193,40 +242,65 @@ impl Shared {
         Ok(start..pos)
     }
 
-    pub(super) fn write_runs(
-        &self,
-        runs: &[(&WalFile, u64, &[u8])],
-        batch: bool,
-    ) -> io::Result<()> {
+    /// Writes the runs on the instance's write path (see [`WritePath`]).
+    fn write_runs(&self, runs: &[Run], batch: bool) -> io::Result<()> {
+        let stats = &self.io_stats;
         #[cfg(target_os = "linux")]
-        if batch && fd_backend_enabled() {
-            if let Some(ring) = self
-                .ring
-                .as_ref()
-                .filter(|r| r.is_usable() && r.worth_trying())
+        if let Some(ring) = self.ring.as_ref() {
+            if self.write_path == WritePath::UringDirect {
+                let files = runs
+                    .iter()
+                    .map(|r| r.file.direct(ring))
+                    .collect::<io::Result<Vec<_>>>()?;
+                let ops: Vec<crate::uring::DirectOp> = runs
+                    .iter()
+                    .zip(&files)
+                    .map(|(r, f)| crate::uring::DirectOp {
+                        file: f,
+                        offset: r.offset,
+                        data: &r.data,
+                    })
+                    .collect();
+                ring.write_direct(&ops)?;
+                stats
+                    .writes_uring_direct
+                    .fetch_add(runs.len() as u64, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Buffered ring writes only pay off for batches (one entry is one pwrite anyway).
+            if self.write_path == WritePath::UringBuffered
+                && batch
+                && ring.is_usable()
+                && ring.worth_trying()
             {
-                // Only files with a real descriptor go through the ring (a simulated disk has
-                // none).
+                // Only files with a real descriptor go through the ring.
                 let ops: Option<Vec<crate::uring::WriteOp>> = runs
                     .iter()
-                    .map(|(f, off, data)| {
+                    .map(|r| {
                         Some(crate::uring::WriteOp {
-                            file: f.file.as_file()?,
-                            offset: *off,
-                            data,
+                            file: r.file.file.as_file()?,
+                            offset: r.offset,
+                            data: &r.data,
                         })
                     })
                     .collect();
                 if let Some(ops) = ops {
-                    return ring.write_all(&ops);
+                    ring.write_all(&ops)?;
+                    stats
+                        .writes_uring_buffered
+                        .fetch_add(runs.len() as u64, Ordering::Relaxed);
+                    return Ok(());
                 }
             }
         }
         let _ = batch;
         // Sequential writes (the mmap backend writes this way too: see mmap.rs).
-        for (f, off, data) in runs {
-            f.file.write_all_at(data, *off)?;
+        for r in runs {
+            r.file.file.write_all_at(&r.data, r.offset)?;
         }
+        stats
+            .writes_pwrite
+            .fetch_add(runs.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -83,6 +83,7 @@ impl Shared {
         tests_hook::run_flush_window();
         // 2. Sync every file written so far.
         let files: Vec<Arc<WalFile>> = lock(&self.dirty_files).drain().map(|(_, f)| f).collect();
+        let started = Instant::now();
         for f in &files {
             let writes = f.writes.load(Ordering::SeqCst);
             if let Err(e) = f.file.sync_data() {
@@ -92,6 +93,12 @@ impl Shared {
             f.synced.fetch_max(writes, Ordering::SeqCst);
         }
         self.index.sync()?;
+        if !files.is_empty() {
+            self.io_stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.io_stats
+                .fsync_latency_us
+                .record(crate::stats::micros(started.elapsed()));
+        }
         self.durable_ticket.fetch_max(target, Ordering::SeqCst);
         // (Every flush that drained dirty topics must write their checkpoints: an early return
         // here once lost them under NoFsync, and the next open rescanned whole blocks.)

@@ -33,7 +33,7 @@ use crate::index::{lock, Cursor, IndexLog, Record, MAX_CURSOR_METADATA};
 use crate::io::{OpenMode, VFile, Vfs};
 use crate::{
     fd_backend_enabled, Entry, FsyncSchedule, PositionedEntry, ReadConsistency, TopicStats,
-    WalrusBuilder, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
+    WalrusBuilder, WritePath, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -79,6 +79,9 @@ struct WalFile {
     /// `writes` as it was just before the newest successful fsync of this file: every write
     /// stamped at or below it is durable.
     synced: AtomicU64,
+    /// The file opened for direct writes (made on first use under `WritePath::UringDirect`).
+    #[cfg(target_os = "linux")]
+    direct: Mutex<Option<Arc<crate::uring::DirectFile>>>,
 }
 
 impl WalFile {
@@ -90,7 +93,21 @@ impl WalFile {
             map: Default::default(),
             writes: AtomicU64::new(0),
             synced: AtomicU64::new(0),
+            #[cfg(target_os = "linux")]
+            direct: Mutex::new(None),
         }
+    }
+
+    /// The file's direct-write handle, opened on first use.
+    #[cfg(target_os = "linux")]
+    fn direct(&self, ring: &Arc<crate::uring::Ring>) -> io::Result<Arc<crate::uring::DirectFile>> {
+        let mut d = lock(&self.direct);
+        if let Some(f) = d.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(ring.open_direct(&self.path, false)?);
+        *d = Some(f.clone());
+        Ok(f)
     }
 
     /// The mapping to use now: `Some` under the mmap backend.
@@ -143,6 +160,10 @@ struct Block {
     /// the block fills, in growing steps, so a partition holding one record costs 64 KiB of
     /// disk, not a 10 MiB block; a full disk still fails the append before anything is written.
     reserved: u64,
+    /// Under aligned writes: the bytes of the block's partly filled last page (from the page
+    /// start to `end`), rewritten in front of the next append's bytes. Empty when `end` is
+    /// page-aligned, and for blocks found at recovery (which are sealed: never appended to).
+    tail: Vec<u8>,
 }
 
 struct TopicState {
@@ -236,7 +257,14 @@ struct Shared {
     poisoned: Mutex<Option<String>>,
     on_failure: Option<crate::FailureHook>,
     #[cfg(target_os = "linux")]
-    ring: Option<crate::uring::Ring>,
+    ring: Option<Arc<crate::uring::Ring>>,
+    /// How appends are written (chosen at open, see [`WritePath`]).
+    write_path: WritePath,
+    /// Appends are written as whole pages of this size (0: as they are).
+    align: u64,
+    io_stats: crate::stats::IoStats,
+    /// This process's lock on the directory (real file systems), held while the instance lives.
+    _dir_lock: Option<std::fs::File>,
     shutdown: Mutex<bool>,
     shutdown_cv: Condvar,
 }
@@ -286,6 +314,9 @@ impl Walrus {
         let vfs = cfg.file_system();
         vfs.create_dir_all(&root)?;
         let shared = Arc::new(recover(vfs, &root, &cfg)?);
+        // The tails recovery sealed get their sealed checkpoints, durably, before anything new
+        // is written (new appends go to fresh blocks: see `recover::seal_tails`).
+        shared.flush_inner(true)?;
         let flusher = match cfg.schedule {
             FsyncSchedule::Milliseconds(ms) => {
                 let s = shared.clone();
@@ -300,10 +331,11 @@ impl Walrus {
         };
         if !crate::quiet() {
             eprintln!(
-                "walrus: opened {} (generation {}, {} topics)",
+                "walrus: opened {} (generation {}, {} topics, writes: {})",
                 root.display(),
                 shared.generation,
-                shared.topics.read().map(|t| t.len()).unwrap_or(0)
+                shared.topics.read().map(|t| t.len()).unwrap_or(0),
+                shared.write_path.as_str()
             );
         }
         Ok(Walrus { shared, flusher })
@@ -322,6 +354,16 @@ impl Walrus {
 
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.shared.recovery
+    }
+
+    /// How this instance writes appends (fixed at open).
+    pub fn write_path(&self) -> WritePath {
+        self.shared.write_path
+    }
+
+    /// What its writes and fsyncs have cost so far.
+    pub fn io_stats(&self) -> &crate::stats::IoStats {
+        &self.shared.io_stats
     }
 
     /// Batch writes through io_uring: `None` when batches use `pwrite` (io_uring off or refused

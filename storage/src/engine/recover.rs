@@ -12,6 +12,9 @@ struct FoundBlock {
 }
 
 pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io::Result<Shared> {
+    // One instance per directory: a second one (or a restart while the killed instance's last
+    // ring writes are still in flight, see `uring.rs`) waits here for the lock.
+    let dir_lock = vfs.lock_dir(root)?;
     let (index, state) = IndexLog::open(vfs.clone(), root)?;
     let generation = state.max_generation + 1;
     let upto = index.append(&[Record::Open { generation }])?;
@@ -27,6 +30,16 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
     remove_dead_files(&*vfs, &mut alloc, &rebuilt.live_blocks, cfg)?;
     let topics = rebuilt.topics;
     let cursors = clamp_cursors(state.cursors, &topics);
+    let sealed = seal_tails(&topics);
+    #[cfg(target_os = "linux")]
+    let (ring, write_path) = choose_write_path(root, cfg, dir_lock.as_ref());
+    #[cfg(not(target_os = "linux"))]
+    let write_path = WritePath::Pwrite;
+    let align = if write_path == WritePath::UringDirect || cfg.aligned_writes {
+        crate::uring::DIRECT_ALIGN
+    } else {
+        0
+    };
 
     let incarnation_base = (generation as u64) << 32;
     debug_assert!(rebuilt.max_incarnation_gen < generation as u64);
@@ -45,7 +58,7 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         topics: RwLock::new(topics),
         index,
         cursors: Mutex::new(cursors),
-        dirty_topics: Mutex::new(HashMap::new()),
+        dirty_topics: Mutex::new(sealed),
         dirty_files: Mutex::new(HashMap::new()),
         write_ticket: AtomicU64::new(0),
         durable_ticket: AtomicU64::new(0),
@@ -53,14 +66,79 @@ pub(super) fn recover(vfs: Arc<dyn Vfs>, root: &Path, cfg: &WalrusBuilder) -> io
         poisoned: Mutex::new(None),
         on_failure: cfg.on_failure.clone(),
         #[cfg(target_os = "linux")]
-        ring: if cfg.io_uring {
-            crate::uring::Ring::new()
-        } else {
-            None
-        },
+        ring,
+        write_path,
+        align,
+        io_stats: Default::default(),
+        _dir_lock: dir_lock,
         shutdown: Mutex::new(false),
         shutdown_cv: Condvar::new(),
     })
+}
+
+/// Seals every topic's last block at the recovery cut: a block is only ever appended to by
+/// the instance that made it, so nothing a killed instance left in flight can land among a
+/// later instance's entries, and every block's partly filled last page is known in memory
+/// (aligned writes rewrite it). The sealed checkpoints are written by the flush that ends the
+/// open, before any append. Returns the topics to checkpoint.
+fn seal_tails(topics: &HashMap<String, Arc<Topic>>) -> HashMap<String, Arc<Topic>> {
+    let mut sealed = HashMap::new();
+    for (name, t) in topics {
+        let mut st = lock(&t.state);
+        if let Some(b) = st.blocks.back_mut() {
+            if !b.sealed {
+                b.sealed = true;
+                sealed.insert(name.clone(), t.clone());
+            }
+        }
+    }
+    sealed
+}
+
+/// Probes the write paths, best first: `O_DIRECT` through the ring (needs a real file system
+/// that takes `O_DIRECT`, the fd backend, and a kernel and seccomp profile that allow io_uring),
+/// then buffered ring writes, then `pwrite`.
+#[cfg(target_os = "linux")]
+fn choose_write_path(
+    root: &Path,
+    cfg: &WalrusBuilder,
+    dir_lock: Option<&std::fs::File>,
+) -> (Option<Arc<crate::uring::Ring>>, WritePath) {
+    if !cfg.io_uring {
+        return (None, WritePath::Pwrite);
+    }
+    let Some(ring) = crate::uring::Ring::new().map(Arc::new) else {
+        if !crate::quiet() {
+            eprintln!("walrus: io_uring refused by the kernel; writes use pwrite");
+        }
+        return (None, WritePath::Pwrite);
+    };
+    if !fd_backend_enabled() {
+        return (Some(ring), WritePath::Pwrite);
+    }
+    // Only a real directory (one that could be locked) has files to open O_DIRECT.
+    if let (true, Some(lock_file)) = (cfg.direct_io, dir_lock) {
+        match ring.enable_direct(root) {
+            Ok(()) => {
+                // The directory lock lives as long as the ring's last request (see uring.rs).
+                if ring.register(lock_file).is_some() {
+                    return (Some(ring), WritePath::UringDirect);
+                }
+                if !crate::quiet() {
+                    eprintln!("walrus: cannot register the lock with io_uring; buffered writes");
+                }
+            }
+            Err(e) => {
+                if !crate::quiet() {
+                    eprintln!(
+                        "walrus: O_DIRECT writes refused in {} ({e}); buffered writes",
+                        root.display()
+                    );
+                }
+            }
+        }
+    }
+    (Some(ring), WritePath::UringBuffered)
 }
 
 /// What step 2 rebuilt: the live topics, the blocks that are not part of any, and how many
@@ -404,6 +482,7 @@ fn rebuild_chain(
             stamp: 0,
             // What was written is reserved; beyond it, reserving again is harmless.
             reserved: 0,
+            tail: Vec::new(),
         };
         if let Some(c) = &fb.ckpt {
             if c.end >= BLOCK_HEADER_SIZE
@@ -455,9 +534,12 @@ fn rebuild_chain(
                     break 'scan;
                 };
                 let total = ENTRY_HEADER_SIZE as u64 + eh.payload_len as u64;
+                // An entry of another generation than the block's maker is never part of it
+                // (a write that landed after its writer died, in a block reused since).
                 if eh.position != pos
                     || eh.incarnation != incarnation
                     || eh.generation < last_gen
+                    || (h.generation != 0 && eh.generation != h.generation)
                     || off + total > capacity
                 {
                     break 'scan;
