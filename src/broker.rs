@@ -134,7 +134,7 @@ impl Broker {
             sync_waiters,
             appender: crate::appender::Appender::start(
                 config.queued_max_request_bytes,
-                config.produce_max_group,
+                config.produce_max_group as usize,
             )?,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize

@@ -78,8 +78,8 @@ pub struct Config {
 
     /// Most client batches the produce write stage appends to one partition with one storage
     /// write (1 turns coalescing off: one write per batch, for comparisons).
-    #[arg(long, env = "TUSK_PRODUCE_MAX_GROUP", default_value_t = walrus::MAX_BATCH_ENTRIES, value_parser = clap::value_parser!(u16).range(1..=2000).map(|v| v as usize))]
-    pub produce_max_group: usize,
+    #[arg(long, env = "TUSK_PRODUCE_MAX_GROUP", default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    pub produce_max_group: u16,
 
     /// Partitions of auto-created topics and of CreateTopics requests that give -1.
     #[arg(long, env = "TUSK_NUM_PARTITIONS", default_value_t = 1)]
