@@ -299,7 +299,7 @@ fn produce(
                 producer.poll(due - now);
             }
         }
-        let tracked = i % track_every == 0;
+        let tracked = i.is_multiple_of(track_every);
         if tracked {
             lat.sent_at
                 .lock()
@@ -318,7 +318,7 @@ fn produce(
                 }
             }
         }
-        if j % 1024 == 0 {
+        if j.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
         }
         j += 1;
