@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka franz-go calibrate
+        differential kafka-fixture test-java test-go bench-vs-kafka bench-produce-path franz-go calibrate
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ test-java: build ## Java tier: kafka-clients, Kafka Streams EOS v2, a Connect wo
 
 bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alternating rounds (ROUNDS, RECORDS, SIZE, PARTITIONS, ACKS, TUSK_FSYNC)
 	./scripts/bench-vs-kafka.sh
+
+bench-produce-path: build ## Produce path old vs coalesced-pwrite vs coalesced O_DIRECT io_uring, with fio (ROUNDS, DURATION, RATE_SECONDS, A_MESSAGES)
+	./scripts/bench-produce-path.sh
 
 test-go: build ## franz-go tier (tests/go: admin, idempotent producer, group consumer, GroupTransactSession)
 	cd tests/go && TUSK_BIN=$(CURDIR)/target/release/tusk go test -count=1 -v ./...

@@ -10,7 +10,8 @@
 //! here), `--label` (free text in the CSV), `--csv FILE` (default bench-results/e2e.csv),
 //! `--producers N` (1; N producer clients, each sending its share, each its own connection),
 //! `--duration S` (0; with it, produce for S seconds instead of `--messages`),
-//! `--broker-args "..."` (extra flags for the broker started here), `--no-consume`.
+//! `--batch-size BYTES` (librdkafka's batch.size; 1,000,000, the Java client's default is
+//! 16384), `--broker-args "..."` (extra flags for the broker started here), `--no-consume`.
 //! A broker started here also reports its storage figures from /metrics: write path, fsyncs,
 //! produce appends and the client batches they carried.
 
@@ -45,6 +46,7 @@ struct Args {
     duration_s: u64,
     broker_args: String,
     consume: bool,
+    batch_size: u64,
 }
 
 fn parse_args() -> Args {
@@ -67,6 +69,7 @@ fn parse_args() -> Args {
         duration_s: 0,
         broker_args: String::new(),
         consume: true,
+        batch_size: 1_000_000,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -87,6 +90,7 @@ fn parse_args() -> Args {
             "--fsync" => a.fsync = v,
             "--label" => a.label = v,
             "--csv" => a.csv = PathBuf::from(v),
+            "--batch-size" => a.batch_size = v.parse().expect("--batch-size"),
             "--producers" => a.producers = v.parse().expect("--producers"),
             "--duration" => a.duration_s = v.parse().expect("--duration"),
             "--broker-args" => a.broker_args = v,
@@ -272,7 +276,7 @@ fn produce(
         .set("compression.type", &a.compression)
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("batch.size", "1000000")
+        .set("batch.size", a.batch_size.to_string())
         .create_with_context(Ctx(lat.clone()))
         .unwrap();
     let payload = vec![b'x'; a.size];
