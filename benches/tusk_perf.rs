@@ -47,6 +47,7 @@ struct Args {
     broker_args: String,
     consume: bool,
     batch_size: u64,
+    tail: bool,
 }
 
 fn parse_args() -> Args {
@@ -70,6 +71,7 @@ fn parse_args() -> Args {
         broker_args: String::new(),
         consume: true,
         batch_size: 1_000_000,
+        tail: false,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -94,6 +96,10 @@ fn parse_args() -> Args {
             "--producers" => a.producers = v.parse().expect("--producers"),
             "--duration" => a.duration_s = v.parse().expect("--duration"),
             "--broker-args" => a.broker_args = v,
+            "--tail" => {
+                a.tail = true;
+                i -= 1;
+            }
             "--no-consume" => {
                 a.consume = false;
                 i -= 1;
@@ -310,9 +316,21 @@ fn produce(
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(i, Instant::now());
         }
+        let stamped;
+        let body = if a.tail {
+            // The send time, for the tailing consumer's end-to-end latency.
+            let mut p = payload.clone();
+            let ns = start.elapsed().as_nanos() as u64;
+            let n = 8.min(p.len());
+            p[..n].copy_from_slice(&ns.to_le_bytes()[..n]);
+            stamped = p;
+            &stamped
+        } else {
+            &payload
+        };
         let mut rec = BaseRecord::<(), Vec<u8>, Box<usize>>::with_opaque_to(topic, Box::new(i))
             .partition((i % a.partitions as usize) as i32)
-            .payload(&payload);
+            .payload(body);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -389,6 +407,55 @@ fn main() {
     });
     let start = Instant::now();
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let tail = a.tail.then(|| {
+        let (bootstrap, topic, producing, parts) = (
+            bootstrap.clone(),
+            topic.clone(),
+            producing.clone(),
+            a.partitions,
+        );
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("tail-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..parts {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        std::thread::spawn(move || {
+            let mut lat_us: Vec<u32> = Vec::new();
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                match consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        idle_since = None;
+                        if let Some(p) = m.payload().filter(|p| p.len() >= 8) {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(&p[..8]);
+                            let sent = Duration::from_nanos(u64::from_le_bytes(b));
+                            lat_us.push(start.elapsed().saturating_sub(sent).as_micros() as u32);
+                        }
+                    }
+                    _ => {
+                        if !producing.load(std::sync::atomic::Ordering::Relaxed) {
+                            let t = *idle_since.get_or_insert_with(Instant::now);
+                            if t.elapsed() > Duration::from_secs(2) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            lat_us.sort_unstable();
+            lat_us
+        })
+    });
     let producers: Vec<_> = (0..a.producers.max(1))
         .map(|k| {
             let (lat, sent, bootstrap, topic) =
@@ -401,6 +468,17 @@ fn main() {
         p.join().expect("producer thread");
     }
     let messages = sent.load(std::sync::atomic::Ordering::Relaxed);
+    producing.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = tail {
+        let lat = t.join().expect("tail consumer");
+        println!(
+            "tail: {} of {messages} messages read while produced; end-to-end latency ms p50 {:.3} p99 {:.3} p99.9 {:.3}",
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 0.999)
+        );
+    }
     let produce_s = start.elapsed().as_secs_f64();
     let cpu1 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
     let mut samples = std::mem::take(&mut *lat.samples.lock().unwrap_or_else(|p| p.into_inner()));

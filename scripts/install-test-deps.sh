@@ -6,6 +6,8 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 # prlimit: the Walrus fault test runs children under a file-size limit.
 command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
+# openssl: the TLS tests make their certificates with it.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true

@@ -29,6 +29,8 @@ pub struct Broker {
     sync_waiters: tokio::sync::mpsc::UnboundedSender<SyncWaiter>,
     /// The produce path's write stage (every client batch append goes through it).
     pub appender: crate::appender::Appender,
+    /// SASL users: SCRAM credentials and the PLAIN users file.
+    pub credentials: crate::security::credentials::Credentials,
     /// Budget, in KiB, for Fetch answers not yet written to their sockets (--fetch-memory-bytes).
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
@@ -117,9 +119,16 @@ impl Broker {
             writes = store.write_path().as_str(),
             "storage opened"
         );
-        let catalog = Catalog::load(&store)?;
+        let catalog = Catalog::load(
+            &store,
+            Arc::new(crate::partition::CacheBudget::new(config.batch_cache_bytes)),
+        )?;
         remove_orphans(&store, &catalog)?;
         let producer_ids = ProducerIds::load(&store)?;
+        let credentials = crate::security::credentials::Credentials::load(
+            &store,
+            config.sasl_plain_users_file.as_deref(),
+        )?;
         let groups = GroupCoordinator::load(&store, &config)?;
         let txns = TxnCoordinator::load(&store)?;
         let (sync_waiters, waiting) = tokio::sync::mpsc::unbounded_channel();
@@ -132,6 +141,7 @@ impl Broker {
             txns,
             metrics: Metrics::default(),
             sync_waiters,
+            credentials,
             appender: crate::appender::Appender::start(
                 config.queued_max_request_bytes,
                 config.produce_max_group as usize,
@@ -248,6 +258,15 @@ impl Broker {
     /// Start-up work that needs the runtime: finishing transactions a crash interrupted.
     pub async fn recover(&self) {
         self.txns.recover(self).await;
+    }
+
+    /// The SASL mechanisms enabled (`--sasl-enabled-mechanisms`) that Tusk implements.
+    pub fn sasl_mechanisms(&self) -> Vec<crate::security::sasl::Kind> {
+        self.config
+            .sasl_enabled_mechanisms
+            .iter()
+            .filter_map(|m| crate::security::sasl::Kind::from_name(m.trim()))
+            .collect()
     }
 
     /// Whether answers must wait for an fsync (`--fsync sync-each`).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kafka_protocol::error::ResponseError;
 use walrus::Walrus;
 
-use crate::partition::Partition;
+use crate::partition::{CacheBudget, Partition};
 use crate::topic_config::{self, TopicConfig};
 
 const CATALOG_TOPIC: &str = "__tusk/catalog";
@@ -80,6 +80,8 @@ pub struct Catalog {
     /// Serialises catalog changes (they are rare) so events are logged in the order applied.
     changes: Mutex<()>,
     pub cluster_id: String,
+    /// The memory budget of every partition's cache of newest batches.
+    pub batch_cache: Arc<CacheBudget>,
 }
 
 /// Kafka's topic name rules, with Kafka's messages.
@@ -128,7 +130,7 @@ fn io_err(e: std::io::Error) -> TopicError {
 
 impl Catalog {
     /// Replays the catalog and opens every partition.
-    pub fn load(store: &Arc<Walrus>) -> std::io::Result<Catalog> {
+    pub fn load(store: &Arc<Walrus>, batch_cache: Arc<CacheBudget>) -> std::io::Result<Catalog> {
         let mut defs: BTreeMap<String, (String, i32, BTreeMap<String, String>)> = BTreeMap::new();
         let mut cluster_id = None;
         if let Some(st) = store.topic_stats(CATALOG_TOPIC) {
@@ -185,7 +187,7 @@ impl Catalog {
         let (mut partitions_total, mut from_snapshot, mut scanned) = (0u64, 0u64, 0u64);
         for (name, (id, count, configs)) in defs {
             let partitions = (0..count)
-                .map(|i| Partition::load(store, &name, i).map(Arc::new))
+                .map(|i| Partition::load(store, &name, i, &batch_cache).map(Arc::new))
                 .collect::<std::io::Result<Vec<_>>>()?;
             for p in &partitions {
                 partitions_total += 1;
@@ -213,6 +215,7 @@ impl Catalog {
             topics: RwLock::new(topics),
             changes: Mutex::new(()),
             cluster_id,
+            batch_cache,
         })
     }
 
@@ -290,7 +293,7 @@ impl Catalog {
         )
         .map_err(io_err)?;
         let parts = (0..partitions)
-            .map(|i| Partition::load(store, name, i).map(Arc::new))
+            .map(|i| Partition::load(store, name, i, &self.batch_cache).map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(io_err)?;
         let topic = Arc::new(Topic {
@@ -352,7 +355,7 @@ impl Catalog {
         for i in current..count {
             Partition::delete_storage(store, &topic.name, i).map_err(io_err)?;
             fresh.push(Arc::new(
-                Partition::load(store, &topic.name, i).map_err(io_err)?,
+                Partition::load(store, &topic.name, i, &self.batch_cache).map_err(io_err)?,
             ));
         }
         append_event(

@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "TUSK_PRODUCE_MAX_GROUP", default_value_t = 2000, value_parser = clap::value_parser!(u16).range(1..=2000))]
     pub produce_max_group: u16,
 
+    /// Memory for the newest batches of each partition (at most 8 MiB each), all partitions
+    /// together: fetches of recent data are served from it, not from the disk (0 turns it off).
+    #[arg(long, env = "TUSK_BATCH_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub batch_cache_bytes: usize,
+
     /// Partitions of auto-created topics and of CreateTopics requests that give -1.
     #[arg(long, env = "TUSK_NUM_PARTITIONS", default_value_t = 1)]
     pub num_partitions: i32,
@@ -109,6 +114,67 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub extra_listeners: Vec<ExtraListener>,
+
+    /// Kafka's `listeners`: NAME://HOST:PORT, comma-separated (e.g.
+    /// `PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093`). When given, they replace
+    /// `--listen` and `--extra-listener`. A name's security protocol comes from
+    /// `--listener-security-protocol-map`, or is the name itself.
+    #[arg(long, env = "TUSK_LISTENERS", value_delimiter = ',')]
+    pub listeners: Vec<NamedAddress>,
+
+    /// Kafka's `advertised.listeners`: NAME://HOST:PORT per listener, what Metadata tells the
+    /// clients of that listener (default: the listener's own address).
+    #[arg(long, env = "TUSK_ADVERTISED_LISTENERS", value_delimiter = ',')]
+    pub advertised_listeners: Vec<NamedAddress>,
+
+    /// Kafka's `listener.security.protocol.map`: NAME:PROTOCOL pairs (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL), comma-separated.
+    #[arg(
+        long,
+        env = "TUSK_LISTENER_SECURITY_PROTOCOL_MAP",
+        value_delimiter = ','
+    )]
+    pub listener_security_protocol_map: Vec<String>,
+
+    /// Kafka's `ssl.keystore.location` for a PEM keystore: one PEM file with the server's
+    /// certificate chain and private key (unencrypted). Reloaded when it changes.
+    #[arg(long, env = "TUSK_SSL_KEYSTORE_LOCATION")]
+    pub ssl_keystore_location: Option<PathBuf>,
+
+    /// Kafka's `ssl.truststore.location` for PEM: the CA certificates client certificates
+    /// must chain to (with `--ssl-client-auth`).
+    #[arg(long, env = "TUSK_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+
+    /// Kafka's `ssl.client.auth`: none, requested or required. An authenticated client's
+    /// principal is its certificate's subject (User:CN=...,O=...).
+    #[arg(long, env = "TUSK_SSL_CLIENT_AUTH", default_value = "none")]
+    pub ssl_client_auth: crate::security::tls::ClientAuth,
+
+    /// Kafka's `sasl.enabled.mechanisms` for SASL listeners: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512 (comma-separated).
+    #[arg(
+        long,
+        env = "TUSK_SASL_ENABLED_MECHANISMS",
+        value_delimiter = ',',
+        default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    )]
+    pub sasl_enabled_mechanisms: Vec<String>,
+
+    /// SASL/PLAIN users: a file of `user:password` lines (Kafka keeps them in the PLAIN JAAS
+    /// configuration). PLAIN logins are also checked against the SCRAM credentials.
+    #[arg(long, env = "TUSK_SASL_PLAIN_USERS_FILE")]
+    pub sasl_plain_users_file: Option<PathBuf>,
+
+    /// A connection to an SSL or SASL listener must finish its TLS handshake and SASL
+    /// authentication within this time, or it is closed.
+    #[arg(long, env = "TUSK_AUTHENTICATION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub authentication_timeout_ms: u64,
+
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): SASL sessions last this long and the
+    /// client must re-authenticate before it ends; 0 means sessions never expire.
+    #[arg(long, env = "TUSK_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: i64,
 
     /// Check that a broker answers at HOST:PORT (ApiVersions) and exit 0 or 1; for container
     /// health checks.
@@ -226,7 +292,48 @@ impl std::str::FromStr for ExtraListener {
     }
 }
 
+/// NAME://HOST:PORT (Kafka's listener syntax; an empty host means every address).
+#[derive(Clone, Debug)]
+pub struct NamedAddress {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl std::str::FromStr for NamedAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, hp) = s
+            .split_once("://")
+            .ok_or_else(|| format!("expected NAME://HOST:PORT, got {s:?}"))?;
+        let (host, port) =
+            parse_host_port(hp).ok_or_else(|| format!("bad address {hp:?} in {s:?}"))?;
+        if name.is_empty() {
+            return Err(format!("listener without a name: {s:?}"));
+        }
+        Ok(NamedAddress {
+            name: name.to_ascii_uppercase(),
+            host,
+            port,
+        })
+    }
+}
+
 impl Config {
+    /// A listener name's security protocol: the map's, else the name read as a protocol.
+    pub fn security_protocol(
+        &self,
+        name: &str,
+    ) -> Result<crate::security::SecurityProtocol, String> {
+        let mapped = self.listener_security_protocol_map.iter().find_map(|pair| {
+            let (n, p) = pair.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| p.to_string())
+        });
+        let proto = mapped.unwrap_or_else(|| name.to_string());
+        crate::security::SecurityProtocol::from_name(&proto)
+            .ok_or_else(|| format!("listener {name}: unknown security protocol {proto:?} (add it to --listener-security-protocol-map)"))
+    }
+
     /// (host, port) that Metadata advertises.
     pub fn advertised(&self) -> (String, i32) {
         if let Some(hp) = self

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiVersionsResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tusk_protocol::frame::split_frame;
@@ -20,9 +20,10 @@ use crate::handlers::{self, ConnCtx, Reply};
 
 pub async fn serve(
     broker: Arc<Broker>,
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
     advertised: (String, i32),
+    security: Arc<crate::server::ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = sock.set_nodelay(true);
@@ -36,8 +37,42 @@ pub async fn serve(
         advertised,
         client_id: String::new(),
         unapplied: Vec::new(),
+        auth: crate::handlers::Auth::new(
+            security.protocol,
+            broker.config.authentication_timeout_ms,
+        ),
     };
-    match serve_inner(&broker, &mut sock, &mut ctx, &mut shutdown).await {
+    let res = match &security.tls {
+        None => serve_inner(&broker, &mut { sock }, &mut ctx, &mut shutdown).await,
+        Some(tls) => {
+            // The TLS handshake counts against the authentication timeout.
+            let accepted =
+                tokio::time::timeout_at(ctx.auth.deadline, tls.acceptor.accept(sock)).await;
+            match accepted {
+                Ok(Ok(mut stream)) => {
+                    let (_, conn) = stream.get_ref();
+                    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+                        if let Some(p) = crate::security::tls::principal_of(cert) {
+                            tracing::debug!(%peer, principal = %p, "TLS client authenticated");
+                            ctx.auth.principal = p;
+                        }
+                    }
+                    if !security.protocol.sasl() {
+                        ctx.auth.authenticated = true;
+                    }
+                    serve_inner(&broker, &mut stream, &mut ctx, &mut shutdown).await
+                }
+                Ok(Err(e)) => {
+                    broker.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    Err(Close::from(format!("TLS handshake failed: {e}")))
+                }
+                Err(_) => Err(Close::from(
+                    "TLS handshake not finished within the authentication timeout",
+                )),
+            }
+        }
+    };
+    match res {
         Ok(()) => {}
         // The client went away mid-response: routine, not worth a warning.
         Err(Close::ClientGone(e)) => {
@@ -75,9 +110,9 @@ impl From<&str> for Close {
 /// Most answers a connection may owe at once (produce requests waiting for their fsync).
 const MAX_IN_FLIGHT: usize = 64;
 
-async fn serve_inner(
+async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
-    sock: &mut TcpStream,
+    sock: &mut S,
     ctx: &mut ConnCtx,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), Close> {
@@ -166,8 +201,18 @@ async fn serve_inner(
                 None if owed.is_empty() => last_active + idle_limit,
                 None => tokio::time::Instant::now() + idle_limit,
             };
+            // A connection that must authenticate gets until its authentication deadline.
+            let auth_deadline = (!ctx.auth.authenticated).then_some(ctx.auth.deadline);
+            let deadline = auth_deadline.map_or(deadline, |a| a.min(deadline));
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
+                    if auth_deadline == Some(deadline) {
+                        broker.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(Close::from(format!(
+                            "not authenticated within {} ms (--authentication-timeout-ms)",
+                            broker.config.authentication_timeout_ms
+                        )));
+                    }
                     return Err(Close::from(match frame_started {
                         Some(_) => format!("request not complete within {} ms (--request-read-timeout-ms)", frame_limit.as_millis()),
                         None => {
@@ -251,6 +296,13 @@ async fn serve_inner(
             Err(e) => return Err(Close::from(e.to_string())),
         };
         owed.push_back(reply);
+        if let Some(why) = ctx.auth.close_after_reply.take() {
+            // A failed authentication: the client gets its answer, then the connection closes.
+            while let Some(reply) = owed.pop_front() {
+                send(sock, reply).await?;
+            }
+            return Err(Close::from(why));
+        }
     }
 }
 
@@ -264,7 +316,7 @@ async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), Close> {
 }
 
 /// Writes one answer (a finished `Later` is awaited first; it is ready by then).
-async fn send(sock: &mut TcpStream, reply: Reply) -> Result<(), Close> {
+async fn send<S: AsyncWrite + Unpin>(sock: &mut S, reply: Reply) -> Result<(), Close> {
     let (out, _memory) = match reply {
         Reply::Now(out) => (out, None),
         Reply::Held(out, permit) => (Some(out), Some(permit)),

@@ -128,6 +128,12 @@ pub fn render(b: &Broker) -> String {
     );
     b.txns.render_metrics(&mut out);
     render_storage(b, &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP tusk_authentications_total Client authentications (SASL logins; TLS handshakes and timeouts that failed).\n# TYPE tusk_authentications_total counter\ntusk_authentications_total{{result=\"success\"}} {}\ntusk_authentications_total{{result=\"failure\"}} {}",
+        b.metrics.auth_successes.load(Ordering::Relaxed),
+        b.metrics.auth_failures.load(Ordering::Relaxed)
+    );
     out
 }
 
@@ -186,6 +192,11 @@ fn render_storage(b: &Broker, out: &mut String) {
         "Time of one flush's fsyncs.",
         io.fsync_latency_us.cumulative(),
         1e-6,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tusk_batch_cache_bytes Bytes of newest batches held in memory for fetches.\n# TYPE tusk_batch_cache_bytes gauge\ntusk_batch_cache_bytes {}",
+        b.catalog.batch_cache.used()
     );
     let st = &b.appender.stats;
     let _ = writeln!(

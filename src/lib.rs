@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod partition;
 pub mod producer;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 pub mod txn;
@@ -57,6 +58,90 @@ pub struct Running {
     pub served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// A listener to bind: address, what its clients are told, its security.
+type ListenerSpec = (
+    std::net::SocketAddr,
+    (String, i32),
+    Arc<server::ListenerSecurity>,
+);
+
+/// The listeners to bind: `--listeners` (named, each with its security protocol), else
+/// `--listen` and `--extra-listener`s (PLAINTEXT). TLS is set up once for all TLS listeners.
+fn listener_specs(config: &config::Config) -> std::io::Result<Vec<ListenerSpec>> {
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    if config.listeners.is_empty() {
+        let plain = Arc::new(server::ListenerSecurity::plaintext());
+        let mut out = vec![(config.listen, config.advertised(), plain.clone())];
+        out.extend(
+            config
+                .extra_listeners
+                .iter()
+                .map(|l| (l.listen, l.advertised.clone(), plain.clone())),
+        );
+        return Ok(out);
+    }
+    let mut tls: Option<Arc<security::tls::Tls>> = None;
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        let protocol = config.security_protocol(&l.name).map_err(invalid)?;
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            l.host.as_str()
+        };
+        let addr: std::net::SocketAddr = format!("{host}:{}", l.port)
+            .parse()
+            .or_else(|_| format!("[{host}]:{}", l.port).parse())
+            .map_err(|e| {
+                invalid(format!(
+                    "listener {}: bad address {host}:{}: {e}",
+                    l.name, l.port
+                ))
+            })?;
+        let advertised = match config
+            .advertised_listeners
+            .iter()
+            .find(|a| a.name == l.name)
+        {
+            Some(a) => (a.host.clone(), a.port),
+            None if addr.ip().is_unspecified() => ("127.0.0.1".to_string(), l.port),
+            None => (addr.ip().to_string(), l.port),
+        };
+        let tls_here = if protocol.tls() {
+            if tls.is_none() {
+                let keystore = config.ssl_keystore_location.as_deref().ok_or_else(|| {
+                    invalid(format!(
+                        "listener {} is {protocol}: --ssl-keystore-location is needed",
+                        l.name
+                    ))
+                })?;
+                let t = security::tls::Tls::new(
+                    keystore,
+                    config.ssl_truststore_location.as_deref(),
+                    config.ssl_client_auth,
+                )?;
+                tls = Some(Arc::new(t));
+            }
+            tls.clone()
+        } else {
+            None
+        };
+        out.push((
+            addr,
+            advertised,
+            Arc::new(server::ListenerSecurity {
+                name: l.name.clone(),
+                protocol,
+                tls: tls_here,
+            }),
+        ));
+    }
+    if let Some(t) = &tls {
+        t.spawn_reloader();
+    }
+    Ok(out)
+}
+
 /// Opens the broker (on `vfs`, or the real file system) and serves it until `shutdown`
 /// completes. Listeners are bound first, so a port-0 listen address gets a real port in
 /// [`Running::addrs`].
@@ -67,15 +152,8 @@ pub async fn start(
 ) -> std::io::Result<Running> {
     let started = Instant::now();
     let mut listeners = Vec::new();
-    let mut addrs = vec![(config.listen, config.advertised())];
-    addrs.extend(
-        config
-            .extra_listeners
-            .iter()
-            .map(|l| (l.listen, l.advertised.clone())),
-    );
     let mut bound = Vec::new();
-    for (addr, advertised) in addrs {
+    for (addr, advertised, security) in listener_specs(&config)? {
         let socket = listen(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let local = socket.local_addr()?;
@@ -86,7 +164,11 @@ pub async fn start(
             advertised
         };
         bound.push(local);
-        listeners.push(server::Listener { socket, advertised });
+        listeners.push(server::Listener {
+            socket,
+            advertised,
+            security,
+        });
     }
     let broker = tokio::task::spawn_blocking({
         let config = config.clone();

@@ -24,6 +24,9 @@ pub struct TopicStats {
 pub struct Metrics {
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
+    /// Authentications that succeeded (SASL) and that failed (SASL, TLS handshake, timeout).
+    pub auth_successes: AtomicU64,
+    pub auth_failures: AtomicU64,
     pub apis: DashMap<i16, Arc<ApiStats>>,
     pub topics: DashMap<String, Arc<TopicStats>>,
 }

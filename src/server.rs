@@ -14,10 +14,28 @@ use crate::connection;
 /// Pause after a failed accept (EMFILE, ENFILE, ENOBUFS) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A bound listener and the address its clients are told to use.
+/// A bound listener, the address its clients are told to use, and its security.
 pub struct Listener {
     pub socket: TcpListener,
     pub advertised: (String, i32),
+    pub security: Arc<ListenerSecurity>,
+}
+
+/// A listener's name, security protocol and (for SSL and SASL_SSL) TLS setup.
+pub struct ListenerSecurity {
+    pub name: String,
+    pub protocol: crate::security::SecurityProtocol,
+    pub tls: Option<Arc<crate::security::tls::Tls>>,
+}
+
+impl ListenerSecurity {
+    pub fn plaintext() -> ListenerSecurity {
+        ListenerSecurity {
+            name: "PLAINTEXT".into(),
+            protocol: crate::security::SecurityProtocol::Plaintext,
+            tls: None,
+        }
+    }
 }
 
 /// Serves `listeners` until `shutdown` completes, then stops accepting, lets connections finish
@@ -41,7 +59,11 @@ pub async fn run(
             loop {
                 match l.socket.accept().await {
                     Ok((s, p)) => {
-                        if tx.send((s, p, l.advertised.clone())).await.is_err() {
+                        if tx
+                            .send((s, p, l.advertised.clone(), l.security.clone()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -62,7 +84,7 @@ pub async fn run(
     loop {
         tokio::select! {
             Some(accepted) = accepted_rx.recv() => {
-                let (sock, peer, advertised) = accepted;
+                let (sock, peer, advertised, security) = accepted;
                 let slot = match broker.admit_connection(peer.ip()) {
                     Ok(slot) => slot,
                     Err(why) => {
@@ -79,7 +101,7 @@ pub async fn run(
                 let rx = shutdown_rx.clone();
                 conns.spawn(async move {
                     let _slot = slot;
-                    connection::serve(b, sock, peer, advertised, rx).await
+                    connection::serve(b, sock, peer, advertised, security, rx).await
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

@@ -31,6 +31,7 @@ fn ctx() -> ConnCtx {
         advertised: ("127.0.0.1".into(), 9092),
         client_id: "in-process".into(),
         unapplied: Vec::new(),
+        auth: tusk::handlers::Auth::plaintext(),
     }
 }
 

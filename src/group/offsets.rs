@@ -243,7 +243,7 @@ mod tests {
                 .open()
                 .unwrap(),
         );
-        let catalog = Catalog::load(&store).unwrap();
+        let catalog = Catalog::load(&store, Default::default()).unwrap();
         catalog
             .create(&store, "here", 1, Default::default())
             .unwrap();

@@ -13,6 +13,7 @@ use crate::broker::Broker;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_acls;
 pub mod create_partitions;
@@ -27,6 +28,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -44,6 +46,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 
@@ -55,6 +59,47 @@ pub struct ConnCtx {
     pub client_id: String,
     /// Produce requests whose batches the write stage has not yet answered (see `dispatch`).
     pub unapplied: Vec<tokio::sync::oneshot::Receiver<()>>,
+    /// Who the client is, and how far it is in authenticating.
+    pub auth: Auth,
+}
+
+/// A connection's authentication: its listener's protocol, its principal, its SASL state.
+pub struct Auth {
+    pub protocol: crate::security::SecurityProtocol,
+    /// `User:ANONYMOUS`, a certificate subject, or `User:<SASL name>`.
+    pub principal: String,
+    /// Requests other than ApiVersions, SaslHandshake and SaslAuthenticate are allowed.
+    pub authenticated: bool,
+    /// Authentication must be done by then (the connection is closed otherwise).
+    pub deadline: tokio::time::Instant,
+    pub sasl: crate::security::sasl::State,
+    /// The SASL user, once authenticated (a re-authentication must name the same one).
+    pub sasl_user: Option<String>,
+    /// When the SASL session ends (`connections.max.reauth.ms`), if it does.
+    pub session_expires: Option<tokio::time::Instant>,
+    /// Set by a failed authentication: the connection closes after this answer.
+    pub close_after_reply: Option<String>,
+}
+
+impl Auth {
+    pub fn new(protocol: crate::security::SecurityProtocol, timeout_ms: u64) -> Auth {
+        Auth {
+            protocol,
+            principal: crate::security::ANONYMOUS.to_string(),
+            // TLS listeners authenticate in the handshake, SASL ones with SASL requests.
+            authenticated: !protocol.tls() && !protocol.sasl(),
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms),
+            sasl: Default::default(),
+            sasl_user: None,
+            session_expires: None,
+            close_after_reply: None,
+        }
+    }
+
+    /// An unauthenticated-client context (in-process tests).
+    pub fn plaintext() -> Auth {
+        Auth::new(crate::security::SecurityProtocol::Plaintext, 10_000)
+    }
 }
 
 /// Why the ACL APIs answer SECURITY_DISABLED: there are no client identities to authorize.
@@ -96,6 +141,48 @@ pub enum Reply {
 /// Decodes, handles and encodes one request. `Err` closes the connection, as Kafka does for
 /// requests it cannot parse.
 pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Result<Reply, String> {
+    let sasl_api = matches!(
+        req.api_key,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    if !sasl_api {
+        if !ctx.auth.authenticated {
+            // Kafka closes a connection that sends anything else before authenticating.
+            return Err(format!(
+                "unexpected {:?} request before authentication ({} listener)",
+                req.api_key, ctx.auth.protocol
+            ));
+        }
+        if ctx
+            .auth
+            .session_expires
+            .is_some_and(|t| tokio::time::Instant::now() >= t)
+        {
+            return Err(
+                "SASL session expired (connections.max.reauth.ms) without re-authentication".into(),
+            );
+        }
+    }
+    if matches!(
+        req.api_key,
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    ) {
+        let (v, corr) = (req.version, req.header.correlation_id);
+        let out = if req.api_key == ApiKey::SaslHandshake {
+            let body: SaslHandshakeRequest =
+                decode_body(&req).map_err(|e| format!("cannot decode SaslHandshake v{v}: {e}"))?;
+            let resp = sasl_handshake::handle(b, body, v, ctx);
+            encode_response(req.api_key, v, corr, &resp)
+        } else {
+            let body: SaslAuthenticateRequest = decode_body(&req)
+                .map_err(|e| format!("cannot decode SaslAuthenticate v{v}: {e}"))?;
+            let resp = sasl_authenticate::handle(b, body, v, ctx);
+            encode_response(req.api_key, v, corr, &resp)
+        };
+        return out
+            .map(|o| Reply::Now(Some(o)))
+            .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key));
+    }
     if req.api_key != ApiKey::Produce {
         // Requests are applied in arrival order: earlier produce requests' batches are written
         // (not necessarily durable) before anything later on the connection is handled.
@@ -225,6 +312,14 @@ async fn dispatch_now(
             call!(DescribeTransactionsRequest, describe_transactions::handle)
         }
         ApiKey::ListTransactions => call!(ListTransactionsRequest, list_transactions::handle),
+        ApiKey::AlterUserScramCredentials => call!(
+            AlterUserScramCredentialsRequest,
+            alter_user_scram_credentials::handle
+        ),
+        ApiKey::DescribeUserScramCredentials => call!(
+            DescribeUserScramCredentialsRequest,
+            describe_user_scram_credentials::handle
+        ),
         other => Err(format!("{other:?} is not supported")),
     }
 }

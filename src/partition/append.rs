@@ -157,17 +157,19 @@ impl Partition {
             }
         };
         let mut grew = false;
+        let mut written = batches.into_iter().map(BytesMut::freeze);
         for p in planned {
             match p {
                 Planned::Answered(r) => out.push(r),
                 Planned::Write(stored, size, log_append_time) => {
-                    let Some(position) = positions.next() else {
+                    let (Some(position), Some(bytes)) = (positions.next(), written.next()) else {
                         // Walrus returns one position per entry; anything else is a bug.
                         debug_assert!(false, "batch append returned too few positions");
                         out.push(Err(ResponseError::UnknownServerError));
                         continue;
                     };
                     st.push_batch(&stored, position, size, None);
+                    st.recent.push(&self.cache, position, bytes);
                     grew = true;
                     out.push(Ok(Appended {
                         base_offset: stored.base_offset,

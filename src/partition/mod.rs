@@ -7,10 +7,12 @@
 //! (`snapshot.rs`) plus the batch headers appended after it.
 
 mod append;
+mod recent;
 pub mod snapshot;
 mod state;
 
 pub use append::{AppendRequest, TxnCheck};
+pub use recent::CacheBudget;
 
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +48,15 @@ pub struct Partition {
     /// Held by a truncation (DeleteRecords, retention) for its whole run, so that its fsync can
     /// happen outside `state`'s lock.
     truncating: Mutex<()>,
+    /// The memory budget its cache of newest batches shares with every partition.
+    cache: Arc<CacheBudget>,
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let cache = self.cache.clone();
+        self.lock().recent.clear(&cache);
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -119,7 +130,12 @@ fn storage_error(e: std::io::Error) -> ResponseError {
 impl Partition {
     /// Opens a partition: its snapshot, if it agrees with the log, plus the batches appended
     /// after it; else every batch.
-    pub fn load(store: &Arc<Walrus>, topic: &str, index: i32) -> std::io::Result<Partition> {
+    pub fn load(
+        store: &Arc<Walrus>,
+        topic: &str,
+        index: i32,
+        cache: &Arc<CacheBudget>,
+    ) -> std::io::Result<Partition> {
         let wal = wal_name(topic, index);
         let mut st = PartitionState::default();
         let mut loaded = LoadStats::default();
@@ -181,6 +197,7 @@ impl Partition {
             loaded,
             grown: tokio::sync::Notify::new(),
             truncating: Mutex::new(()),
+            cache: cache.clone(),
         })
     }
 
@@ -368,7 +385,7 @@ impl Partition {
     ) -> Result<Read, ResponseError> {
         let store = &self.store;
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
-        let (position, count, bytes, aborted, hw, lso, log_start) = {
+        let (position, count, bytes, aborted, hw, lso, log_start, cached) = {
             let st = self.lock();
             if offset < st.log_start || offset > st.next_offset {
                 return Err(ResponseError::OffsetOutOfRange);
@@ -392,6 +409,10 @@ impl Partition {
             } else {
                 Vec::new()
             };
+            let cached: Option<Vec<Bytes>> = st
+                .recent
+                .get(position, count)
+                .map(|it| it.cloned().collect());
             (
                 position,
                 count,
@@ -400,11 +421,29 @@ impl Partition {
                 st.next_offset,
                 lso,
                 st.log_start,
+                cached,
             )
         };
         if count == 0 {
             return Ok(Read {
                 records: None,
+                aborted,
+                high_watermark: hw,
+                last_stable: lso,
+                log_start,
+            });
+        }
+        // The newest batches come from memory: one batch as it is, several copied together.
+        if let Some(mut batches) = cached.filter(|b| !b.is_empty()) {
+            let records = if batches.len() == 1 {
+                batches.pop()
+            } else {
+                let mut out = BytesMut::with_capacity(bytes);
+                batches.iter().for_each(|b| out.extend_from_slice(b));
+                Some(out.freeze())
+            };
+            return Ok(Read {
+                records,
                 aborted,
                 high_watermark: hw,
                 last_stable: lso,
@@ -449,6 +488,7 @@ impl Partition {
         let h = BatchHeader::parse(&marker).map_err(|_| ResponseError::CorruptMessage)?;
         let position = store.append(&self.wal, &marker).map_err(storage_error)?;
         st.push_batch(&h, position, marker.len(), Some(kind));
+        st.recent.push(&self.cache, position, marker.freeze());
         drop(st);
         // The marker may move the last stable offset: read_committed fetches want to know.
         self.grown.notify_waiters();

@@ -42,6 +42,8 @@ pub(super) struct PartitionState {
     pub(super) aborted: VecDeque<AbortedTxn>,
     /// Bytes appended since the last snapshot.
     pub(super) unsnapshotted: u64,
+    /// The newest batches, for fetches (`recent.rs`).
+    pub(super) recent: super::recent::RecentBatches,
 }
 
 impl PartitionState {

@@ -9,7 +9,10 @@
 //! - cursors and retention marks are at their last completed value or the one in flight.
 //!
 //! `WALRUS_CRASH_ITERATIONS` sets the number of kill points (default 200). Every other child
-//! runs the mmap backend, so both write paths are killed mid-operation.
+//! runs the mmap backend (buffered `pwrite`); the others the fd backend, which on a file system
+//! that takes `O_DIRECT` writes asynchronously through io_uring: a killed child's writes may
+//! still be in flight when the parent reopens (the directory lock waits them out), and every
+//! reopen seals the tails, so later children write fresh blocks.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -74,6 +77,7 @@ fn crash_child() {
     let wal = builder(std::path::Path::new(&dir)).open().unwrap();
     let out = std::io::stdout();
     let mut out = out.lock();
+    writeln!(out, "PATH {}", wal.write_path().as_str()).unwrap();
     let mut rng = mix(seed) | 1;
     let mut next = |n: u64| {
         rng ^= rng << 13;
@@ -149,6 +153,9 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
     let exe = std::env::current_exe().unwrap();
     let mut expect: HashMap<u32, Expect> = HashMap::new();
     let mut total_entries = 0u64;
+    // Children per write path (each reports the one its instance chose).
+    let mut paths: HashMap<String, u64> = HashMap::new();
+    let mut direct_here = false;
     for it in 0..iterations {
         let mut child = Command::new(&exe)
             .args([
@@ -177,6 +184,10 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
         child.wait().unwrap();
         let lines = reader.join().unwrap();
         for line in &lines {
+            if let Some(p) = line.split("PATH ").nth(1) {
+                *paths.entry(p.trim().to_string()).or_default() += 1;
+                continue;
+            }
             let known = ["BEGIN", "END", "CSET", "CDONE", "TRIM", "TDONE"];
             // The harness prints "test crash_child ... " before the child's first line, on the
             // same line: the report starts at its keyword (a first BEGIN was once missed so).
@@ -211,6 +222,7 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
         }
         // Reopen and check every promise.
         let wal = builder(dir.path()).open().unwrap();
+        direct_here |= wal.write_path() == walrus::WritePath::UringDirect;
         for t in 0..TOPICS {
             let e = expect.entry(t).or_default();
             let name = topic(t);
@@ -277,5 +289,14 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
         }
         drop(wal);
     }
-    eprintln!("{iterations} kill points, {total_entries} entries verified in total");
+    eprintln!(
+        "{iterations} kill points, {total_entries} entries verified in total; children by write path: {paths:?}"
+    );
+    if direct_here && iterations >= 4 {
+        // Where O_DIRECT works, the fd-backend children (every other one) wrote through it.
+        assert!(
+            paths.get("uring_direct").copied().unwrap_or(0) >= iterations / 4,
+            "too few children on the O_DIRECT path: {paths:?}"
+        );
+    }
 }

@@ -20,8 +20,11 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, data_dir, extra_args=(), port=None):
+    def __init__(self, data_dir, extra_args=(), port=None, preexec_fn=None, log_level="info"):
         self.data_dir = data_dir
+        self.log_level = log_level
+        # Run in the broker's process before exec (a seccomp filter, for example).
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         self.extra_args = list(extra_args)
         self.proc = None
@@ -37,13 +40,15 @@ class Broker:
             "--listen", self.bootstrap,
             "--data-dir", os.path.join(self.data_dir, "data"),
             "--group-initial-rebalance-delay-ms", "0",
-            "--log-level", "info",
+            "--log-level", self.log_level,
         ] + self.extra_args
         # The listener is bound before the data dir is opened, so a successful connect says
         # nothing: the broker is up once this start has logged "tusk started".
         self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -86,12 +91,12 @@ def broker_factory():
     made = []
     dirs = []
 
-    def make(extra_args=(), data_dir=None):
+    def make(extra_args=(), data_dir=None, preexec_fn=None):
         if data_dir is None:
             d = tempfile.TemporaryDirectory(prefix="tusk-test-")
             dirs.append(d)
             data_dir = d.name
-        b = Broker(data_dir, extra_args)
+        b = Broker(data_dir, extra_args, preexec_fn=preexec_fn)
         made.append(b)
         return b.start()
 

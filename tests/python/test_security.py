@@ -1,0 +1,249 @@
+"""TLS and SASL with real clients (issue #16): certificates made here with openssl, one broker
+with a listener of each security protocol, SCRAM users created through the Kafka admin API
+(AlterUserScramCredentials) and PLAIN users from a file; confluent-kafka, kafka-python and kcat
+authenticate with each mechanism; wrong passwords, unknown users, certificates of another CA
+and silent connections are refused the way clients expect; credentials survive a restart."""
+
+import os
+import re
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+
+from conftest import Broker, free_port
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=d)
+
+
+def make_cert(d, ca, name, subject, san=None):
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr", "-subj", subject, cwd=d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    make_ca(d, "ca")
+    make_ca(d, "other-ca")
+    make_cert(d, "ca", "server", "/CN=localhost", san="IP:127.0.0.1,DNS:localhost")
+    make_cert(d, "ca", "client", "/O=Tusk/CN=client")
+    make_cert(d, "other-ca", "stranger", "/CN=stranger")
+    # Kafka's PEM keystore: certificate chain and key in one file.
+    with open(os.path.join(d, "server-keystore.pem"), "w") as out:
+        for part in ("server.pem", "server.key"):
+            out.write(open(os.path.join(d, part)).read())
+    return d
+
+
+def start_secure(tmp_path, certs, client_auth="requested"):
+    ports = {name: free_port() for name in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
+    users = tmp_path / "plain-users.txt"
+    users.write_text("# PLAIN users\nalice:alice-secret\n")
+    b = Broker(str(tmp_path), [
+        "--listeners", ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
+        "--ssl-keystore-location", os.path.join(certs, "server-keystore.pem"),
+        "--ssl-truststore-location", os.path.join(certs, "ca.pem"),
+        "--ssl-client-auth", client_auth,
+        "--sasl-plain-users-file", str(users),
+        "--authentication-timeout-ms", "1500",
+    ], port=ports["PLAINTEXT"],
+        log_level="info,tusk::handlers::sasl_authenticate=debug,tusk::connection=debug")
+    b.ports = ports
+    return b.start()
+
+
+def sasl_conf(b, certs, mechanism, user, password, protocol="SASL_SSL"):
+    conf = {
+        "bootstrap.servers": f"127.0.0.1:{b.ports[protocol]}",
+        "security.protocol": protocol,
+        "sasl.mechanisms": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+    if protocol.endswith("SSL"):
+        conf["ssl.ca.location"] = os.path.join(certs, "ca.pem")
+    return conf
+
+
+def round_trip(conf, topic):
+    p = Producer({**conf, "linger.ms": 0})
+    p.produce(topic, value=b"hello " + topic.encode(), partition=0)
+    assert p.flush(15) == 0
+    c = Consumer({**conf, "group.id": "sec-" + topic, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = None
+    for _ in range(50):
+        m = c.poll(0.3)
+        if m is not None and m.error() is None:
+            got = m.value()
+            break
+    c.close()
+    assert got == b"hello " + topic.encode()
+
+
+def add_scram_users(b):
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    futs = admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"bob-secret"),
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"carol-secret"),
+    ])
+    for f in futs.values():
+        f.result(10)
+    described = admin.describe_user_scram_credentials(["bob", "carol"])
+    info = {u: f.result(10) for u, f in described.items()}
+    assert [(i.mechanism, i.iterations) for i in info["bob"].scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_256, 4096)]
+    assert [(i.mechanism, i.iterations) for i in info["carol"].scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_512, 8192)]
+    return admin
+
+
+def auth_errors(conf):
+    """The errors a client reports when it tries to connect with `conf`."""
+    errors = []
+    p = Producer({**conf, "error_cb": lambda e: errors.append(e)})
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+        p.poll(0.2)
+    return errors
+
+
+def test_each_mechanism_with_each_client(tmp_path, certs):
+    b = start_secure(tmp_path, certs)
+    try:
+        add_scram_users(b)
+        cases = [
+            ("PLAIN", "alice", "alice-secret", "SASL_SSL"),
+            ("PLAIN", "bob", "bob-secret", "SASL_SSL"),  # checked against bob's SCRAM credential
+            ("SCRAM-SHA-256", "bob", "bob-secret", "SASL_SSL"),
+            ("SCRAM-SHA-512", "carol", "carol-secret", "SASL_SSL"),
+            ("SCRAM-SHA-256", "bob", "bob-secret", "SASL_PLAINTEXT"),
+        ]
+        for i, (mech, user, pw, proto) in enumerate(cases):
+            round_trip(sasl_conf(b, certs, mech, user, pw, proto), f"sec-{i}")
+        # TLS alone, and TLS with a client certificate.
+        ssl = {"bootstrap.servers": f"127.0.0.1:{b.ports['SSL']}", "security.protocol": "SSL",
+               "ssl.ca.location": os.path.join(certs, "ca.pem")}
+        round_trip(ssl, "sec-ssl")
+        round_trip({**ssl, "ssl.certificate.location": os.path.join(certs, "client.pem"),
+                    "ssl.key.location": os.path.join(certs, "client.key")}, "sec-mtls")
+        log = re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+        assert "User:CN=client,O=Tusk" in log, log[-3000:]
+        # kafka-python, SCRAM-SHA-512 and PLAIN over SASL_SSL.
+        from kafka import KafkaConsumer, KafkaProducer
+        for mech, user, pw in (("SCRAM-SHA-512", "carol", "carol-secret"), ("PLAIN", "alice", "alice-secret")):
+            kw = dict(bootstrap_servers=f"127.0.0.1:{b.ports['SASL_SSL']}", security_protocol="SASL_SSL",
+                      sasl_mechanism=mech, sasl_plain_username=user, sasl_plain_password=pw,
+                      ssl_cafile=os.path.join(certs, "ca.pem"))
+            kp = KafkaProducer(**kw)
+            kp.send("sec-kp", b"from kafka-python " + mech.encode()).get(timeout=15)
+            kp.close()
+            kc = KafkaConsumer("sec-kp", auto_offset_reset="earliest", consumer_timeout_ms=5000, **kw)
+            assert any(m.value == b"from kafka-python " + mech.encode() for m in kc)
+            kc.close()
+        # kcat lists metadata over SASL_SSL with SCRAM-SHA-256.
+        out = subprocess.run([
+            "kcat", "-b", f"127.0.0.1:{b.ports['SASL_SSL']}", "-L",
+            "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-256",
+            "-X", "sasl.username=bob", "-X", "sasl.password=bob-secret",
+            "-X", f"ssl.ca.location={os.path.join(certs, 'ca.pem')}",
+        ], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert "sec-0" in out.stdout
+    finally:
+        b.stop()
+
+
+def test_wrong_credentials_unknown_users_and_silent_clients_are_refused(tmp_path, certs):
+    b = start_secure(tmp_path, certs)
+    try:
+        add_scram_users(b)
+        for mech, user, pw in (("SCRAM-SHA-256", "bob", "wrong"), ("SCRAM-SHA-512", "nobody", "x"),
+                               ("PLAIN", "alice", "wrong"), ("PLAIN", "nobody", "x"),
+                               ("SCRAM-SHA-512", "bob", "bob-secret")):  # bob has no SHA-512
+            errors = auth_errors(sasl_conf(b, certs, mech, user, pw))
+            auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+            assert auth, f"{mech} {user}: {errors}"
+            assert "Authentication failed" in auth[0].str(), auth[0].str()
+        # Anything but the SASL requests before authenticating closes the connection.
+        with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"])) as s:
+            s.sendall(struct.pack(">ihhihi", 14, 3, 0, 1, -1, 0))  # Metadata v0, no topics
+            s.settimeout(5)
+            assert s.recv(100) == b""
+        # A connection that never authenticates is closed after the timeout.
+        with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"])) as s:
+            s.settimeout(10)
+            started = time.time()
+            assert s.recv(100) == b""
+            assert 1.0 < time.time() - started < 8
+        log = re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+        assert "SASL authentication failed" in log
+        assert "not authenticated within 1500 ms" in log
+    finally:
+        b.stop()
+
+
+def test_client_certificate_of_another_ca_is_refused(tmp_path, certs):
+    b = start_secure(tmp_path, certs, client_auth="required")
+    try:
+        base = {"bootstrap.servers": f"127.0.0.1:{b.ports['SSL']}", "security.protocol": "SSL",
+                "ssl.ca.location": os.path.join(certs, "ca.pem")}
+        round_trip({**base, "ssl.certificate.location": os.path.join(certs, "client.pem"),
+                    "ssl.key.location": os.path.join(certs, "client.key")}, "mtls-ok")
+        for extra in ({"ssl.certificate.location": os.path.join(certs, "stranger.pem"),
+                       "ssl.key.location": os.path.join(certs, "stranger.key")}, {}):
+            errors = []
+            p = Producer({**base, **extra, "error_cb": lambda e: errors.append(e)})
+            deadline = time.time() + 8
+            while time.time() < deadline and not errors:
+                p.poll(0.2)
+            assert any(e.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+                       for e in errors), errors
+        assert "TLS handshake failed" in re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+    finally:
+        b.stop()
+
+
+def test_scram_credentials_survive_restart_and_deletion_takes_effect(tmp_path, certs):
+    b = start_secure(tmp_path, certs)
+    try:
+        admin = add_scram_users(b)
+        b.kill9()
+        b.start()
+        round_trip(sasl_conf(b, certs, "SCRAM-SHA-256", "bob", "bob-secret"), "persist")
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in admin.alter_user_scram_credentials(
+                [UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)]).values():
+            f.result(10)
+        # Deleting it again: RESOURCE_NOT_FOUND.
+        with pytest.raises(KafkaException) as e:
+            for f in admin.alter_user_scram_credentials(
+                    [UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_256)]).values():
+                f.result(10)
+        assert e.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+        b.restart()
+        errors = auth_errors(sasl_conf(b, certs, "SCRAM-SHA-256", "bob", "bob-secret"))
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+    finally:
+        b.stop()
