@@ -3,9 +3,10 @@
 //! Handlers validate a Produce request on their connection's task and hand each partition's
 //! batch here ([`Appender::submit`]), in the connection's order. The thread takes everything
 //! queued while its previous write was in flight, groups it by partition (arrival order kept
-//! within a partition) and appends each group with one Walrus batch append of at most
-//! `walrus::MAX_BATCH_ENTRIES` batches ([`Partition::append_group`]); each batch's answer goes
-//! back through its own channel. So concurrent producers to one partition share a write, and
+//! within a partition), prepares each partition's group of at most `--produce-max-group`
+//! batches ([`Partition::prepare_group`]: checks and offsets, under the partition's lock) and
+//! writes all the groups with one Walrus call, one write submission for every partition
+//! (`Walrus::batch_append_many`); each batch's answer goes back through its own channel. So concurrent producers to one partition share a write, and
 //! storage writes never run on the async workers. (Durability is the next stage: the broker's
 //! syncer, one fsync for every answer waiting when it starts.)
 //!
@@ -22,6 +23,7 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::partition::{AppendRequest, Appended, Partition};
+use walrus::Walrus;
 
 /// The answer to one submitted batch.
 pub type AppendResult = Result<Appended, ResponseError>;
@@ -65,15 +67,20 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the write thread. `budget_bytes` bounds the bytes of batches queued at once.
-    /// `max_group` (1..=2,000) caps the batches of one partition per write.
-    pub fn start(budget_bytes: usize, max_group: usize) -> std::io::Result<Appender> {
+    /// `max_group` (1..=2,000) caps the batches of one partition per write. Every partition
+    /// given to [`Appender::submit`] must live in `store`.
+    pub fn start(
+        store: Arc<Walrus>,
+        budget_bytes: usize,
+        max_group: usize,
+    ) -> std::io::Result<Appender> {
         let max_group = max_group.clamp(1, walrus::MAX_BATCH_ENTRIES);
         let (queue, jobs) = mpsc::channel();
         let stats = Arc::new(AppenderStats::default());
         let s = stats.clone();
         std::thread::Builder::new()
             .name("tusk-append".into())
-            .spawn(move || run(jobs, &s, max_group))?;
+            .spawn(move || run(&store, jobs, &s, max_group))?;
         let budget_units = (budget_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
         Ok(Appender {
             queue,
@@ -111,9 +118,9 @@ impl Appender {
     }
 }
 
-/// The write thread: rounds of (take what is queued, append per partition, answer) until the
-/// broker drops the queue.
-fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats, max_group: usize) {
+/// The write thread: rounds of (take what is queued, write every partition's group with one
+/// storage call, answer) until the broker drops the queue.
+fn run(store: &Walrus, jobs: mpsc::Receiver<Job>, stats: &AppenderStats, max_group: usize) {
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         while round.len() < MAX_ROUND {
@@ -123,29 +130,68 @@ fn run(jobs: mpsc::Receiver<Job>, stats: &AppenderStats, max_group: usize) {
             }
         }
         // Groups by partition, in order of each partition's first batch; arrival order within.
-        let mut groups: Vec<(Arc<Partition>, Vec<Job>)> = Vec::new();
+        let mut groups: Vec<(Arc<Partition>, std::collections::VecDeque<Job>)> = Vec::new();
         let mut slot: HashMap<*const Partition, usize> = HashMap::new();
         for job in round {
             let i = *slot.entry(Arc::as_ptr(&job.partition)).or_insert_with(|| {
-                groups.push((job.partition.clone(), Vec::new()));
+                groups.push((job.partition.clone(), Default::default()));
                 groups.len() - 1
             });
-            groups[i].1.push(job);
+            groups[i].1.push_back(job);
         }
-        for (partition, group) in groups {
-            let mut group = group.into_iter().peekable();
-            while group.peek().is_some() {
-                let chunk: Vec<Job> = group.by_ref().take(max_group).collect();
-                stats.record(chunk.len());
-                let (reqs, replies): (Vec<_>, Vec<_>) = chunk
-                    .into_iter()
-                    .map(|j| (j.req, (j.reply, j._budget)))
-                    .unzip();
-                let results = partition.append_group(reqs);
-                for ((reply, _budget), res) in replies.into_iter().zip(results) {
-                    let _ = reply.send(res);
-                }
-            }
+        // A partition with more than `max_group` batches continues in the next write.
+        while groups.iter().any(|(_, q)| !q.is_empty()) {
+            let chunks: Vec<(Arc<Partition>, Vec<Job>)> = groups
+                .iter_mut()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(p, q)| (p.clone(), q.drain(..max_group.min(q.len())).collect()))
+                .collect();
+            write_chunks(store, chunks, stats);
+        }
+    }
+}
+
+/// Prepares each partition's chunk, writes them all with one storage call, finishes each and
+/// answers every batch.
+fn write_chunks(store: &Walrus, chunks: Vec<(Arc<Partition>, Vec<Job>)>, stats: &AppenderStats) {
+    let mut partitions = Vec::with_capacity(chunks.len());
+    let mut requests = Vec::with_capacity(chunks.len());
+    let mut replies = Vec::with_capacity(chunks.len());
+    for (p, jobs) in chunks {
+        stats.record(jobs.len());
+        let (reqs, answers): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| (j.req, (j.reply, j._budget)))
+            .unzip();
+        partitions.push(p);
+        requests.push(reqs);
+        replies.push(answers);
+    }
+    let prepared: Vec<_> = partitions
+        .iter()
+        .zip(requests)
+        .map(|(p, reqs)| p.prepare_group(reqs))
+        .collect();
+    let to_write: Vec<usize> = (0..prepared.len())
+        .filter(|i| !prepared[*i].is_empty())
+        .collect();
+    let mut written: Vec<Option<std::io::Result<std::ops::Range<u64>>>> =
+        (0..prepared.len()).map(|_| None).collect();
+    {
+        let entries: Vec<Vec<&[u8]>> = to_write.iter().map(|i| prepared[*i].entries()).collect();
+        let batches: Vec<(&str, &[&[u8]])> = to_write
+            .iter()
+            .zip(&entries)
+            .map(|(i, e)| (prepared[*i].wal(), &e[..]))
+            .collect();
+        for (i, r) in to_write.iter().zip(store.batch_append_many(&batches)) {
+            written[*i] = Some(r);
+        }
+    }
+    for ((group, res), answers) in prepared.into_iter().zip(written).zip(replies) {
+        let results = group.finish(res.unwrap_or(Ok(0..0)));
+        for ((reply, _budget), r) in answers.into_iter().zip(results) {
+            let _ = reply.send(r);
         }
     }
 }

@@ -131,6 +131,11 @@ impl Broker {
         )?;
         let groups = GroupCoordinator::load(&store, &config)?;
         let txns = TxnCoordinator::load(&store)?;
+        let appender = crate::appender::Appender::start(
+            store.clone(),
+            config.queued_max_request_bytes,
+            config.produce_max_group as usize,
+        )?;
         let (sync_waiters, waiting) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(Self::run_syncer(store.clone(), waiting));
         Ok(Arc::new(Broker {
@@ -142,10 +147,7 @@ impl Broker {
             metrics: Metrics::default(),
             sync_waiters,
             credentials,
-            appender: crate::appender::Appender::start(
-                config.queued_max_request_bytes,
-                config.produce_max_group as usize,
-            )?,
+            appender,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize
             )),

@@ -152,7 +152,7 @@ pub struct Config {
     pub ssl_client_auth: crate::security::tls::ClientAuth,
 
     /// Kafka's `sasl.enabled.mechanisms` for SASL listeners: PLAIN, SCRAM-SHA-256,
-    /// SCRAM-SHA-512 (comma-separated).
+    /// SCRAM-SHA-512, OAUTHBEARER (unsecured JWTs, for development; comma-separated).
     #[arg(
         long,
         env = "TUSK_SASL_ENABLED_MECHANISMS",

@@ -53,7 +53,20 @@ impl Partition {
     /// Appends batches in order, with one storage write for all of them: one result per
     /// request, in the same order. At most `walrus::MAX_BATCH_ENTRIES` requests.
     pub fn append_group(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, ResponseError>> {
-        let mut st = self.lock();
+        let group = self.prepare_group(reqs);
+        let written = if group.is_empty() {
+            Ok(0..0)
+        } else {
+            self.store.batch_append(&self.wal, &group.entries())
+        };
+        group.finish(written)
+    }
+
+    /// Checks the batches and assigns their offsets, holding the partition's lock until
+    /// [`PreparedGroup::finish`]: the write stage prepares the groups of several partitions,
+    /// writes them all with one storage call, then finishes each.
+    pub fn prepare_group(&self, reqs: Vec<AppendRequest>) -> PreparedGroup<'_> {
+        let st = self.lock();
         // Producer entries as the group's earlier batches leave them.
         let mut overlay: HashMap<i64, ProducerEntry> = HashMap::new();
         let mut next_offset = st.next_offset;
@@ -134,14 +147,58 @@ impl Partition {
                 }
             }
         }
-        let written = if batches.is_empty() {
-            Ok(0..0)
-        } else {
-            let entries: Vec<&[u8]> = batches.iter().map(|b| &b[..]).collect();
-            self.store.batch_append(&self.wal, &entries)
-        };
+        PreparedGroup {
+            partition: self,
+            st,
+            planned,
+            batches,
+            next_offset,
+        }
+    }
+}
+
+/// A group of batches checked and given offsets under the partition's lock (held until it is
+/// finished), waiting for its storage write.
+pub struct PreparedGroup<'p> {
+    partition: &'p Partition,
+    st: std::sync::MutexGuard<'p, super::state::PartitionState>,
+    planned: Vec<Planned>,
+    batches: Vec<BytesMut>,
+    next_offset: i64,
+}
+
+impl PreparedGroup<'_> {
+    /// The Walrus topic to write to.
+    pub fn wal(&self) -> &str {
+        &self.partition.wal
+    }
+
+    /// Nothing to write (every batch refused or a duplicate).
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The storage entries to write, one per batch to store, in order.
+    pub fn entries(&self) -> Vec<&[u8]> {
+        self.batches.iter().map(|b| &b[..]).collect()
+    }
+
+    /// Applies the write's outcome: on success the batches enter the partition's index, in
+    /// order, at the positions written; on failure each gets the storage error and the
+    /// partition is as it was. One result per request, in order.
+    pub fn finish(
+        self,
+        written: std::io::Result<std::ops::Range<u64>>,
+    ) -> Vec<Result<Appended, ResponseError>> {
+        let PreparedGroup {
+            partition,
+            mut st,
+            planned,
+            batches,
+            next_offset,
+        } = self;
         let mut out = Vec::with_capacity(planned.len());
-        let mut positions = match written {
+        let mut positions = match written.map(|r| if batches.is_empty() { 0..0 } else { r }) {
             Ok(range) => range,
             Err(e) => {
                 // Nothing of the group was written (or the storage failed): every batch that
@@ -169,7 +226,7 @@ impl Partition {
                         continue;
                     };
                     st.push_batch(&stored, position, size, None);
-                    st.recent.push(&self.cache, position, bytes);
+                    st.recent.push(&partition.cache, position, bytes);
                     grew = true;
                     out.push(Ok(Appended {
                         base_offset: stored.base_offset,
@@ -189,7 +246,7 @@ impl Partition {
         );
         drop(st);
         if grew {
-            self.grown.notify_waiters();
+            partition.grown.notify_waiters();
         }
         out
     }

@@ -440,3 +440,41 @@ fn disk_cost_follows_what_topics_hold() {
         .enumerate()
         .all(|(i, e)| e.data == vec![(i as u64 % 251) as u8; 20_000]));
 }
+
+#[test]
+fn batch_append_many_writes_each_topic_atomically_with_its_own_result() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = small(dir.path()).open().unwrap();
+        wal.append("b", b"first of b").unwrap();
+        let a: Vec<Vec<u8>> = (0..30).map(|i| entry(1, i, 3000)).collect();
+        let b: Vec<Vec<u8>> = (1..4).map(|i| entry(2, i, 100)).collect();
+        let too_many: Vec<&[u8]> = vec![b"x"; walrus::MAX_BATCH_ENTRIES + 1];
+        let ar: Vec<&[u8]> = a.iter().map(|v| &v[..]).collect();
+        let br: Vec<&[u8]> = b.iter().map(|v| &v[..]).collect();
+        let res = wal.batch_append_many(&[("a", &ar), ("c", &too_many), ("b", &br), ("d", &[])]);
+        assert_eq!(res[0].as_ref().unwrap(), &(0..30));
+        assert!(res[1].is_err(), "over the entry limit");
+        assert_eq!(res[2].as_ref().unwrap(), &(1..4));
+        assert_eq!(res[3].as_ref().unwrap(), &(0..0));
+        // A topic named twice is refused (the first keeps its result).
+        let again = wal.batch_append_many(&[("a", &ar[..1]), ("a", &ar[..1])]);
+        assert_eq!(again[0].as_ref().unwrap(), &(30..31));
+        assert!(again[1].is_err());
+        assert!(wal.topic_stats("c").is_none());
+    }
+    let wal = small(dir.path()).open().unwrap();
+    let a = wal.read_at("a", 0, usize::MAX, 100).unwrap();
+    assert_eq!(a.len(), 31);
+    assert!(a
+        .iter()
+        .take(30)
+        .enumerate()
+        .all(|(i, e)| e.data == entry(1, i as u64, 3000)));
+    let b = wal.read_at("b", 0, usize::MAX, 100).unwrap();
+    assert_eq!(b[0].data, b"first of b");
+    assert!(b[1..]
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.data == entry(2, i as u64 + 1, 100)));
+}

@@ -4,6 +4,8 @@ with a listener of each security protocol, SCRAM users created through the Kafka
 authenticate with each mechanism; wrong passwords, unknown users, certificates of another CA
 and silent connections are refused the way clients expect; credentials survive a restart."""
 
+import base64
+import json
 import os
 import re
 import socket
@@ -69,6 +71,7 @@ def start_secure(tmp_path, certs, client_auth="requested"):
         "--ssl-client-auth", client_auth,
         "--sasl-plain-users-file", str(users),
         "--authentication-timeout-ms", "1500",
+        "--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
     ], port=ports["PLAINTEXT"],
         log_level="info,tusk::handlers::sasl_authenticate=debug,tusk::connection=debug")
     b.ports = ports
@@ -245,5 +248,29 @@ def test_scram_credentials_survive_restart_and_deletion_takes_effect(tmp_path, c
         b.restart()
         errors = auth_errors(sasl_conf(b, certs, "SCRAM-SHA-256", "bob", "bob-secret"))
         assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+    finally:
+        b.stop()
+
+
+def unsecured_jwt(claims):
+    b = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return f"{b({'alg': 'none'})}.{b(claims)}."
+
+
+def test_oauthbearer_unsecured_jwt(tmp_path, certs):
+    b = start_secure(tmp_path, certs)
+    try:
+        base = {"bootstrap.servers": f"127.0.0.1:{b.ports['SASL_SSL']}", "security.protocol": "SASL_SSL",
+                "ssl.ca.location": os.path.join(certs, "ca.pem"), "sasl.mechanisms": "OAUTHBEARER"}
+        # librdkafka's own unsecured-JWT builder, as a developer would configure it.
+        round_trip({**base, "enable.sasl.oauthbearer.unsecure.jwt": True,
+                    "sasl.oauthbearer.config": "principal=dave lifeSeconds=600"}, "oauth")
+        log = re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+        assert "user=dave" in log, log[-2000:]
+        # An expired token (the client is told it is still valid) is refused.
+        expired = unsecured_jwt({"sub": "dave", "iat": int(time.time()) - 120, "exp": int(time.time()) - 60})
+        errors = auth_errors({**base, "oauth_cb": lambda _cfg: (expired, time.time() + 600, "dave")})
+        auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        assert auth and "expired" in auth[0].str(), errors
     finally:
         b.stop()

@@ -19,6 +19,18 @@ struct Run<'a> {
     data: std::borrow::Cow<'a, [u8]>,
 }
 
+/// An append planned under its topic's lock (held until it is committed): the blocks and
+/// bytes to write, space already reserved.
+pub(super) struct Prepared<'t> {
+    st: std::sync::MutexGuard<'t, TopicState>,
+    t: &'t Arc<Topic>,
+    plan: Vec<Planned>,
+    /// The topic's next position and block sequence number once committed.
+    pos: u64,
+    seq: u64,
+    n: usize,
+}
+
 impl Shared {
     /// Writes entries (one atomic batch) at the topic's tail.
     pub(super) fn append_entries(
@@ -26,6 +38,66 @@ impl Shared {
         t: &Arc<Topic>,
         entries: &[&[u8]],
     ) -> io::Result<Range<u64>> {
+        let mut prepared = vec![self.prepare(t, entries)?];
+        self.write_prepared(&mut prepared, entries.len() > 1)?;
+        let range = prepared.pop().map(|p| self.commit(p));
+        self.after_commit()?;
+        range.ok_or_else(|| io::Error::other("append lost its plan"))
+    }
+
+    /// Appends several topics' batches with one write submission (and, under `SyncEach`, one
+    /// flush): each batch is atomic and gets its own result; a batch that cannot be planned (a
+    /// full disk, a deleted topic) fails alone, a failed write fails them all. Topics must be
+    /// distinct.
+    pub(super) fn append_many(
+        &self,
+        batches: &[(&Arc<Topic>, &[&[u8]])],
+    ) -> Vec<io::Result<Range<u64>>> {
+        // Topic locks are taken in name order, so two callers can never deadlock.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by(|a, b| batches[*a].0.name.cmp(&batches[*b].0.name));
+        let mut results: Vec<Option<io::Result<Range<u64>>>> =
+            (0..batches.len()).map(|_| None).collect();
+        let mut prepared = Vec::new();
+        let mut which = Vec::new();
+        for i in order {
+            let (t, entries) = batches[i];
+            match self.prepare(t, entries) {
+                Ok(p) => {
+                    prepared.push(p);
+                    which.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if !prepared.is_empty() {
+            match self.write_prepared(&mut prepared, true) {
+                Ok(()) => {
+                    for (p, i) in prepared.into_iter().zip(&which) {
+                        results[*i] = Some(Ok(self.commit(p)));
+                    }
+                    if let Err(e) = self.after_commit() {
+                        for i in &which {
+                            results[*i] = Some(Err(io::Error::new(e.kind(), e.to_string())));
+                        }
+                    }
+                }
+                Err(e) => {
+                    drop(prepared);
+                    for i in &which {
+                        results[*i] = Some(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("append not planned"))))
+            .collect()
+    }
+
+    /// Checks and plans an append, reserving its disk space; the topic stays locked.
+    fn prepare<'t>(&self, t: &'t Arc<Topic>, entries: &[&[u8]]) -> io::Result<Prepared<'t>> {
         self.check_poisoned()?;
         let max_entry = self.block_size * self.blocks_per_file as u64
             - BLOCK_HEADER_SIZE
@@ -36,7 +108,7 @@ impl Shared {
                 e.len()
             )));
         }
-        let mut st = lock(&t.state);
+        let st = lock(&t.state);
         if st.deleted {
             return Err(Error::Deleted {
                 topic: t.name.clone(),
@@ -154,59 +226,95 @@ impl Shared {
             self.release_new_blocks(&plan);
             return Err(e);
         }
-        // Write: one contiguous run per block touched, all submitted together. Under aligned
-        // writes each run starts at its page boundary, carrying the block's partly filled
-        // last page in front and zeros behind; the new partly filled page is kept in memory.
+        Ok(Prepared {
+            st,
+            t,
+            plan,
+            pos,
+            seq,
+            n,
+        })
+    }
+
+    /// Writes every prepared append, all submitted together. Under aligned writes each run
+    /// starts at its page boundary, carrying the block's partly filled last page in front and
+    /// zeros behind; the new partly filled page is kept in memory. A failed write poisons the
+    /// instance.
+    fn write_prepared(&self, prepared: &mut [Prepared<'_>], batch: bool) -> io::Result<()> {
         let base = |b: &Block| b.index as u64 * self.block_size;
-        let mut tails: Vec<Option<Vec<u8>>> = Vec::with_capacity(plan.len());
-        let mut runs: Vec<Run> = Vec::with_capacity(plan.len());
-        for p in plan.iter() {
-            if p.buf.is_empty() {
-                tails.push(None);
-                continue;
-            }
-            let offset = base(&p.block) + p.write_from;
-            if self.align == 0 {
-                tails.push(None);
+        let mut tails: Vec<Vec<Option<Vec<u8>>>> = Vec::with_capacity(prepared.len());
+        let mut runs: Vec<Run> = Vec::new();
+        let mut entries = 0u64;
+        for pr in prepared.iter() {
+            entries += pr.n as u64;
+            let mut these = Vec::with_capacity(pr.plan.len());
+            for p in pr.plan.iter() {
+                if p.buf.is_empty() {
+                    these.push(None);
+                    continue;
+                }
+                let offset = base(&p.block) + p.write_from;
+                if self.align == 0 {
+                    these.push(None);
+                    runs.push(Run {
+                        file: &p.block.file,
+                        offset,
+                        data: std::borrow::Cow::Borrowed(&p.buf[..]),
+                    });
+                    continue;
+                }
+                let head = &p.block.tail;
+                debug_assert_eq!(head.len() as u64, p.write_from % self.align);
+                let mut data = Vec::with_capacity(
+                    (head.len() + p.buf.len()).next_multiple_of(self.align as usize),
+                );
+                data.extend_from_slice(head);
+                data.extend_from_slice(&p.buf);
+                let full = data.len() - data.len() % self.align as usize;
+                these.push(Some(data[full..].to_vec()));
+                data.resize(data.len().next_multiple_of(self.align as usize), 0);
                 runs.push(Run {
                     file: &p.block.file,
-                    offset,
-                    data: std::borrow::Cow::Borrowed(&p.buf[..]),
+                    offset: offset - head.len() as u64,
+                    data: std::borrow::Cow::Owned(data),
                 });
-                continue;
             }
-            let head = &p.block.tail;
-            debug_assert_eq!(head.len() as u64, p.write_from % self.align);
-            let mut data = Vec::with_capacity(
-                (head.len() + p.buf.len()).next_multiple_of(self.align as usize),
-            );
-            data.extend_from_slice(head);
-            data.extend_from_slice(&p.buf);
-            let full = data.len() - data.len() % self.align as usize;
-            tails.push(Some(data[full..].to_vec()));
-            data.resize(data.len().next_multiple_of(self.align as usize), 0);
-            runs.push(Run {
-                file: &p.block.file,
-                offset: offset - head.len() as u64,
-                data: std::borrow::Cow::Owned(data),
-            });
+            tails.push(these);
         }
         let started = Instant::now();
-        if let Err(e) = self.write_runs(&runs, n > 1) {
+        if let Err(e) = self.write_runs(&runs, batch) {
             self.poison("write failed", &e);
             return Err(e);
         }
         self.io_stats
             .write_latency_us
             .record(crate::stats::micros(started.elapsed()));
-        self.io_stats.entries_per_append.record(n as u64);
+        for pr in prepared.iter() {
+            self.io_stats.entries_per_append.record(pr.n as u64);
+        }
+        let _ = entries;
         drop(runs);
-        for (p, tail) in plan.iter_mut().zip(tails) {
-            if let Some(t) = tail {
-                p.block.tail = t;
+        for (pr, these) in prepared.iter_mut().zip(tails) {
+            for (p, tail) in pr.plan.iter_mut().zip(these) {
+                if let Some(t) = tail {
+                    p.block.tail = t;
+                }
             }
         }
-        // Commit in memory: readers see the entries from here on.
+        Ok(())
+    }
+
+    /// Commits a written append in memory (readers see its entries from here on) and unlocks
+    /// its topic. Returns its positions.
+    fn commit(&self, pr: Prepared<'_>) -> Range<u64> {
+        let Prepared {
+            mut st,
+            t,
+            mut plan,
+            pos,
+            seq,
+            n: _,
+        } = pr;
         let start = st.next_position;
         // The file is marked dirty before the block's new end is published (both under the topic
         // lock), so a flush that snapshots this block's end also finds its file to sync.
@@ -235,11 +343,16 @@ impl Shared {
         lock(&self.dirty_topics)
             .entry(t.name.clone())
             .or_insert_with(|| t.clone());
+        start..pos
+    }
+
+    /// After commits: the write ticket, and the fsync under `SyncEach`.
+    fn after_commit(&self) -> io::Result<()> {
         let ticket = self.write_ticket.fetch_add(1, Ordering::SeqCst) + 1;
         if self.schedule == FsyncSchedule::SyncEach {
             self.flush_upto(ticket, false)?;
         }
-        Ok(start..pos)
+        Ok(())
     }
 
     /// Writes the runs on the instance's write path (see [`WritePath`]).

@@ -57,6 +57,26 @@ fn invalid_input(msg: impl Into<String>) -> io::Error {
     Error::Invalid(msg.into()).into()
 }
 
+/// The limits every batch append checks: entries and bytes.
+fn check_batch(batch: &[&[u8]]) -> io::Result<()> {
+    if batch.len() > MAX_BATCH_ENTRIES {
+        return Err(invalid_input(format!(
+            "batch of {} entries exceeds the limit of {MAX_BATCH_ENTRIES}",
+            batch.len()
+        )));
+    }
+    let total: u64 = batch
+        .iter()
+        .map(|e| e.len() as u64 + ENTRY_HEADER_SIZE as u64)
+        .sum();
+    if total > MAX_BATCH_BYTES {
+        return Err(invalid_input(format!(
+            "batch of {total} bytes exceeds the limit of {MAX_BATCH_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 /// What a block's newest checkpoint slot on disk says (all zero: no slot written).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct OnDisk {
@@ -489,21 +509,7 @@ impl Walrus {
 
     /// Appends entries atomically and returns their positions. An empty batch does nothing.
     pub fn batch_append(&self, topic: &str, batch: &[&[u8]]) -> io::Result<Range<u64>> {
-        if batch.len() > MAX_BATCH_ENTRIES {
-            return Err(invalid_input(format!(
-                "batch of {} entries exceeds the limit of {MAX_BATCH_ENTRIES}",
-                batch.len()
-            )));
-        }
-        let total: u64 = batch
-            .iter()
-            .map(|e| e.len() as u64 + ENTRY_HEADER_SIZE as u64)
-            .sum();
-        if total > MAX_BATCH_BYTES {
-            return Err(invalid_input(format!(
-                "batch of {total} bytes exceeds the limit of {MAX_BATCH_BYTES}"
-            )));
-        }
+        check_batch(batch)?;
         if batch.is_empty() {
             let next = self
                 .topic_stats(topic)
@@ -521,6 +527,54 @@ impl Walrus {
         let res = self.shared.append_entries(&t, batch);
         t.batch_in_flight.store(false, Ordering::Release);
         res
+    }
+
+    /// Appends a batch to each of several distinct topics with one write submission (and one
+    /// fsync under `SyncEach`): each batch is atomic, with the limits of
+    /// [`Walrus::batch_append`], and gets its own result in the same order; a batch that cannot
+    /// be planned (full disk, invalid) fails alone.
+    pub fn batch_append_many(&self, batches: &[(&str, &[&[u8]])]) -> Vec<io::Result<Range<u64>>> {
+        let mut results: Vec<Option<io::Result<Range<u64>>>> =
+            (0..batches.len()).map(|_| None).collect();
+        let mut topics: Vec<(usize, Arc<Topic>)> = Vec::new();
+        for (i, (name, batch)) in batches.iter().enumerate() {
+            if let Err(e) = check_batch(batch) {
+                results[i] = Some(Err(e));
+                continue;
+            }
+            if batch.is_empty() {
+                let next = self.topic_stats(name).map(|s| s.next_position).unwrap_or(0);
+                results[i] = Some(Ok(next..next));
+                continue;
+            }
+            if topics.iter().any(|(j, _)| batches[*j].0 == *name) {
+                results[i] = Some(Err(invalid_input(format!(
+                    "topic {name} named twice in one batch_append_many"
+                ))));
+                continue;
+            }
+            match self.shared.topic_or_create(name) {
+                Ok(t) if t.batch_in_flight.swap(true, Ordering::AcqRel) => {
+                    results[i] = Some(Err(Error::BatchInFlight {
+                        topic: name.to_string(),
+                    }
+                    .into()));
+                }
+                Ok(t) => topics.push((i, t)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let work: Vec<(&Arc<Topic>, &[&[u8]])> =
+            topics.iter().map(|(i, t)| (t, batches[*i].1)).collect();
+        let done = self.shared.append_many(&work);
+        for ((i, t), r) in topics.iter().zip(done) {
+            t.batch_in_flight.store(false, Ordering::Release);
+            results[*i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("batch not appended"))))
+            .collect()
     }
 
     /// Reads from `position` (or the first held position, if that is later): at most

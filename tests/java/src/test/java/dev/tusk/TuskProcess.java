@@ -42,6 +42,11 @@ final class TuskProcess implements AutoCloseable {
         return start(port, Files.createTempDirectory("tusk-java"), extraArgs);
     }
 
+    /** A Tusk whose `--listen` port is `port` (for tests that replace it with `--listeners`). */
+    static TuskProcess startOn(int port, String... extraArgs) throws IOException, InterruptedException {
+        return start(port, Files.createTempDirectory("tusk-java"), extraArgs);
+    }
+
     /** Stops this broker (SIGTERM) and starts it again on the same port and data dir. */
     TuskProcess restart() throws IOException, InterruptedException {
         if (process == null) {
