@@ -31,6 +31,8 @@ pub struct Broker {
     pub appender: crate::appender::Appender,
     /// SASL users: SCRAM credentials and the PLAIN users file.
     pub credentials: crate::security::credentials::Credentials,
+    /// How OAUTHBEARER tokens are validated.
+    pub oauth: crate::security::oauth::Validator,
     /// Budget, in KiB, for Fetch answers not yet written to their sockets (--fetch-memory-bytes).
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
@@ -129,6 +131,12 @@ impl Broker {
             &store,
             config.sasl_plain_users_file.as_deref(),
         )?;
+        let oauth = crate::security::oauth::Validator::new(
+            config.sasl_oauthbearer_jwks_endpoint_url.as_deref(),
+            config.sasl_oauthbearer_expected_issuer.clone(),
+            config.sasl_oauthbearer_expected_audience.clone(),
+            config.sasl_oauthbearer_sub_claim_name.clone(),
+        )?;
         let groups = GroupCoordinator::load(&store, &config)?;
         let txns = TxnCoordinator::load(&store)?;
         let appender = crate::appender::Appender::start(
@@ -147,6 +155,7 @@ impl Broker {
             metrics: Metrics::default(),
             sync_waiters,
             credentials,
+            oauth,
             appender,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize

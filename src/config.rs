@@ -166,6 +166,28 @@ pub struct Config {
     #[arg(long, env = "TUSK_SASL_PLAIN_USERS_FILE")]
     pub sasl_plain_users_file: Option<PathBuf>,
 
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL here): OAUTHBEARER tokens
+    /// must then be RS256 JWSs signed by one of its keys; without it, unsecured JWTs are
+    /// accepted (Kafka's development default).
+    #[arg(long, env = "TUSK_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.expected.issuer` (the `iss` claim signed tokens must carry).
+    #[arg(long, env = "TUSK_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.expected.audience` (one of the `aud` values).
+    #[arg(long, env = "TUSK_SASL_OAUTHBEARER_EXPECTED_AUDIENCE")]
+    pub sasl_oauthbearer_expected_audience: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.sub.claim.name`: the claim naming the principal.
+    #[arg(
+        long,
+        env = "TUSK_SASL_OAUTHBEARER_SUB_CLAIM_NAME",
+        default_value = "sub"
+    )]
+    pub sasl_oauthbearer_sub_claim_name: String,
+
     /// A connection to an SSL or SASL listener must finish its TLS handshake and SASL
     /// authentication within this time, or it is closed.
     #[arg(long, env = "TUSK_AUTHENTICATION_TIMEOUT_MS", default_value_t = 10_000)]

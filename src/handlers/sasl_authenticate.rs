@@ -33,7 +33,11 @@ pub fn handle(
             .with_error_code(code.code())
             .with_error_message(Some(str(&msg)))
     };
-    match ctx.auth.sasl.authenticate(&b.credentials, &req.auth_bytes) {
+    match ctx
+        .auth
+        .sasl
+        .authenticate(&b.credentials, &b.oauth, &req.auth_bytes)
+    {
         Outcome::Continue(reply) => resp.with_auth_bytes(Bytes::from(reply)),
         Outcome::Done { user, reply } => {
             if ctx.auth.sasl_user.as_ref().is_some_and(|u| *u != user) {

@@ -5,6 +5,7 @@
 //! authentication or SASL names it.
 
 pub mod credentials;
+pub mod oauth;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -5,13 +5,14 @@
 //! (KIP-368) is a new handshake on an authenticated connection; it must name the same user.
 
 use super::credentials::Credentials;
+use super::oauth::Validator;
 use super::scram::{Exchange, Mechanism};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Plain,
     Scram(Mechanism),
-    /// OAUTHBEARER with Kafka's default, unsecured-JWT validation (development only).
+    /// OAUTHBEARER: unsecured JWTs (development) or JWKS-signed ones (`oauth.rs`).
     OAuthBearer,
 }
 
@@ -92,13 +93,18 @@ fn plain(credentials: &Credentials, msg: &[u8]) -> Outcome {
 
 impl State {
     /// Feeds one SaslAuthenticate's bytes.
-    pub fn authenticate(&mut self, credentials: &Credentials, msg: &[u8]) -> Outcome {
+    pub fn authenticate(
+        &mut self,
+        credentials: &Credentials,
+        oauth: &Validator,
+        msg: &[u8],
+    ) -> Outcome {
         match std::mem::take(self) {
             State::Start => Outcome::Illegal(
                 "Unexpected SaslAuthenticate: the SaslHandshake has not been sent".into(),
             ),
             State::Handshaken(Kind::Plain) => plain(credentials, msg),
-            State::Handshaken(Kind::OAuthBearer) => oauthbearer(msg, now_secs()),
+            State::Handshaken(Kind::OAuthBearer) => oauthbearer(msg, oauth, now_secs()),
             State::Handshaken(Kind::Scram(m)) => {
                 self.scram_step(credentials, Exchange::new(m), msg)
             }
@@ -131,13 +137,9 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// OAUTHBEARER (RFC 7628) with Kafka's default validator of unsecured JWTs
-/// (OAuthBearerUnsecuredJws): the client's message is `n,[a=authzid],\x01auth=Bearer
-/// <token>\x01...\x01`; the token's header must say `"alg":"none"`, its `sub` claim names the
-/// principal, and `exp` (seconds) must not have passed. For development, as in Kafka: anyone
-/// can mint such a token.
-fn oauthbearer(msg: &[u8], now: f64) -> Outcome {
-    use base64::Engine as _;
+/// OAUTHBEARER (RFC 7628): the client's message is `n,[a=authzid],\x01auth=Bearer
+/// <token>\x01...\x01`; the token is checked by `oauth` (`oauth.rs`).
+fn oauthbearer(msg: &[u8], oauth: &Validator, now: f64) -> Outcome {
     let fail = |why: &str| Outcome::Failed(format!("Authentication failed: {why}"));
     let Ok(text) = std::str::from_utf8(msg) else {
         return fail("invalid OAUTHBEARER message");
@@ -150,41 +152,17 @@ fn oauthbearer(msg: &[u8], now: f64) -> Outcome {
     let Some(token) = parts.find_map(|kv| kv.strip_prefix("auth=Bearer ")) else {
         return fail("no bearer token in the OAUTHBEARER message");
     };
-    let segments: Vec<&str> = token.trim().split('.').collect();
-    let [header, payload, signature] = segments.as_slice() else {
-        return fail("invalid_token: not a JWS compact serialization");
+    let sub = match oauth.validate(token, now) {
+        Ok(sub) => sub,
+        Err(why) => return fail(&why),
     };
-    let decode = |s: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s.trim_end_matches('='))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    };
-    let (Some(header), Some(claims)) = (decode(header), decode(payload)) else {
-        return fail("invalid_token: header or claims are not base64url JSON");
-    };
-    if header.get("alg").and_then(|a| a.as_str()) != Some("none") || !signature.is_empty() {
-        return fail("invalid_token: only unsecured JWTs (alg none) are accepted");
-    }
-    let Some(sub) = claims
-        .get("sub")
-        .and_then(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    else {
-        return fail("invalid_token: no sub claim");
-    };
-    match claims.get("exp").and_then(|e| e.as_f64()) {
-        Some(exp) if exp > now => {}
-        Some(_) => return fail("invalid_token: the token has expired"),
-        None => return fail("invalid_token: no exp claim"),
-    }
     if let Some(authz) = gs2.split(',').find_map(|p| p.strip_prefix("a=")) {
         if authz != sub {
             return fail("authorization id differs from the token's subject");
         }
     }
     Outcome::Done {
-        user: sub.to_string(),
+        user: sub,
         reply: Vec::new(),
     }
 }
@@ -193,44 +171,4 @@ fn oauthbearer(msg: &[u8], now: f64) -> Outcome {
 fn server_nonce() -> String {
     let bytes: [u8; 24] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::Engine as _;
-
-    fn token(claims: &str) -> String {
-        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        format!("{}.{}.", b(r#"{"alg":"none"}"#), b(claims))
-    }
-
-    #[test]
-    fn unsecured_jwts_as_kafka_validates_them() {
-        let msg = |t: &str| format!("n,,\x01auth=Bearer {t}\x01\x01").into_bytes();
-        match oauthbearer(&msg(&token(r#"{"sub":"alice","exp":2000}"#)), 1000.0) {
-            Outcome::Done { user, .. } => assert_eq!(user, "alice"),
-            _ => panic!("a valid token was refused"),
-        }
-        for (t, why) in [
-            (token(r#"{"sub":"alice","exp":900}"#), "expired"),
-            (token(r#"{"exp":2000}"#), "no sub"),
-            (token(r#"{"sub":"alice"}"#), "no exp"),
-            ("a.b".to_string(), "JWS"),
-        ] {
-            match oauthbearer(&msg(&t), 1000.0) {
-                Outcome::Failed(m) => assert!(m.contains(why), "{m}"),
-                _ => panic!("{why}: accepted"),
-            }
-        }
-        let signed = format!(
-            "{}.{}.c2ln",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"a","exp":2000}"#)
-        );
-        assert!(matches!(
-            oauthbearer(&msg(&signed), 1000.0),
-            Outcome::Failed(_)
-        ));
-    }
 }

@@ -60,7 +60,7 @@ def certs(tmp_path_factory):
     return d
 
 
-def start_secure(tmp_path, certs, client_auth="requested"):
+def start_secure(tmp_path, certs, client_auth="requested", extra=()):
     ports = {name: free_port() for name in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
     users = tmp_path / "plain-users.txt"
     users.write_text("# PLAIN users\nalice:alice-secret\n")
@@ -72,6 +72,7 @@ def start_secure(tmp_path, certs, client_auth="requested"):
         "--sasl-plain-users-file", str(users),
         "--authentication-timeout-ms", "1500",
         "--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
+        *extra,
     ], port=ports["PLAINTEXT"],
         log_level="info,tusk::handlers::sasl_authenticate=debug,tusk::connection=debug")
     b.ports = ports
@@ -272,5 +273,54 @@ def test_oauthbearer_unsecured_jwt(tmp_path, certs):
         errors = auth_errors({**base, "oauth_cb": lambda _cfg: (expired, time.time() + 600, "dave")})
         auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
         assert auth and "expired" in auth[0].str(), errors
+    finally:
+        b.stop()
+
+
+def rsa_jwk(kid):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    nums = key.public_key().public_numbers()
+    b = lambda i: base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+    return key, {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": b(nums.n), "e": b(nums.e)}
+
+
+def signed_jwt(key, kid, claims):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    b = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    head = f"{b({'alg': 'RS256', 'kid': kid, 'typ': 'JWT'})}.{b(claims)}"
+    sig = key.sign(head.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return head + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+def test_oauthbearer_tokens_signed_by_a_jwks_key(tmp_path, certs):
+    key, jwk = rsa_jwk("k1")
+    other, _ = rsa_jwk("k1")  # same key id, another key
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    b = start_secure(tmp_path, certs, extra=[
+        "--sasl-oauthbearer-jwks-endpoint-url", f"file://{jwks}",
+        "--sasl-oauthbearer-expected-issuer", "https://issuer.test",
+        "--sasl-oauthbearer-expected-audience", "tusk",
+    ])
+    try:
+        base = {"bootstrap.servers": f"127.0.0.1:{b.ports['SASL_SSL']}", "security.protocol": "SASL_SSL",
+                "ssl.ca.location": os.path.join(certs, "ca.pem"), "sasl.mechanisms": "OAUTHBEARER"}
+        now = int(time.time())
+        good = {"sub": "erin", "iss": "https://issuer.test", "aud": ["tusk", "other"], "iat": now, "exp": now + 600}
+        token = signed_jwt(key, "k1", good)
+        round_trip({**base, "oauth_cb": lambda _cfg: (token, time.time() + 600, "erin")}, "jwks-ok")
+        for bad, why in (
+            (signed_jwt(other, "k1", good), "signature"),
+            (signed_jwt(key, "k1", {**good, "aud": "someone-else"}), "audience"),
+            (signed_jwt(key, "k1", {**good, "iss": "https://evil.test"}), "issuer"),
+            (signed_jwt(key, "k1", {**good, "exp": now - 120}), "expired"),
+            (signed_jwt(key, "k2", good), "no key"),
+            (unsecured_jwt({"sub": "erin", "exp": now + 600}), "RS256"),
+        ):
+            errors = auth_errors({**base, "oauth_cb": lambda _cfg, t=bad: (t, time.time() + 600, "erin")})
+            auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+            assert auth and why in auth[0].str(), (why, errors)
     finally:
         b.stop()
