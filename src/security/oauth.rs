@@ -31,13 +31,18 @@ pub struct Validator {
     sub_claim: String,
 }
 
+/// An RSA public key: modulus and exponent, big-endian.
+type RsaKey = (Vec<u8>, Vec<u8>);
+/// JWKS keys by key id.
+type Keys = HashMap<String, RsaKey>;
+
 struct Jwks {
     path: PathBuf,
-    /// kid -> RSA (n, e).
-    keys: Mutex<(HashMap<String, (Vec<u8>, Vec<u8>)>, Option<Instant>)>,
+    /// The keys, and when they were last reloaded for an unknown key id.
+    keys: Mutex<(Keys, Option<Instant>)>,
 }
 
-fn read_jwks(path: &std::path::Path) -> Result<HashMap<String, (Vec<u8>, Vec<u8>)>, String> {
+fn read_jwks(path: &std::path::Path) -> Result<Keys, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut keys = HashMap::new();
@@ -187,7 +192,7 @@ impl Validator {
 
 impl Jwks {
     /// The key `kid`, reloading the JWKS once if it is unknown (keys rotate).
-    fn key(&self, kid: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn key(&self, kid: &str) -> Option<RsaKey> {
         let mut g = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = g.0.get(kid) {
             return Some(k.clone());
