@@ -19,7 +19,7 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
 fi
 python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 import importlib, sys
-for m in ("pytest", "kafka", "confluent_kafka", "prometheus_client"):
+for m in ("pytest", "kafka", "confluent_kafka", "prometheus_client", "cryptography"):
     importlib.import_module(m)
 PY
 # Apache Kafka, the reference broker of tests/differential.rs: Java 17 and Maven (installed

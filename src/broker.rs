@@ -33,6 +33,8 @@ pub struct Broker {
     pub credentials: crate::security::credentials::Credentials,
     /// How OAUTHBEARER tokens are validated.
     pub oauth: crate::security::oauth::Validator,
+    /// `ssl.principal.mapping.rules`: client-certificate subjects to principal names.
+    pub principal_rules: crate::security::principal_rules::PrincipalRules,
     /// Budget, in KiB, for Fetch answers not yet written to their sockets (--fetch-memory-bytes).
     pub fetch_memory: Arc<tokio::sync::Semaphore>,
     /// Budget, in KiB, for large request frames being received (--queued-max-request-bytes).
@@ -131,6 +133,10 @@ impl Broker {
             &store,
             config.sasl_plain_users_file.as_deref(),
         )?;
+        let principal_rules = crate::security::principal_rules::PrincipalRules::parse(
+            &config.ssl_principal_mapping_rules,
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let oauth = crate::security::oauth::Validator::new(
             config.sasl_oauthbearer_jwks_endpoint_url.as_deref(),
             config.sasl_oauthbearer_expected_issuer.clone(),
@@ -156,6 +162,7 @@ impl Broker {
             sync_waiters,
             credentials,
             oauth,
+            principal_rules,
             appender,
             fetch_memory: Arc::new(tokio::sync::Semaphore::new(
                 fetch_memory_units(&config) as usize

@@ -151,6 +151,15 @@ pub struct Config {
     #[arg(long, env = "TUSK_SSL_CLIENT_AUTH", default_value = "none")]
     pub ssl_client_auth: crate::security::tls::ClientAuth,
 
+    /// Kafka's `ssl.principal.mapping.rules`: `RULE:pattern/replacement/[LU]` and `DEFAULT`
+    /// entries mapping a client certificate's subject to the principal's name.
+    #[arg(
+        long,
+        env = "TUSK_SSL_PRINCIPAL_MAPPING_RULES",
+        default_value = "DEFAULT"
+    )]
+    pub ssl_principal_mapping_rules: String,
+
     /// Kafka's `sasl.enabled.mechanisms` for SASL listeners: PLAIN, SCRAM-SHA-256,
     /// SCRAM-SHA-512, OAUTHBEARER (unsecured JWTs, for development; comma-separated).
     #[arg(

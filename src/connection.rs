@@ -51,16 +51,30 @@ pub async fn serve(
             match accepted {
                 Ok(Ok(mut stream)) => {
                     let (_, conn) = stream.get_ref();
-                    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
-                        if let Some(p) = crate::security::tls::principal_of(cert) {
-                            tracing::debug!(%peer, principal = %p, "TLS client authenticated");
-                            ctx.auth.principal = p;
+                    let subject = conn
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::security::tls::subject_of);
+                    let mapped = subject.map(|s| broker.principal_rules.apply(&s));
+                    match mapped {
+                        Some(Err(why)) => {
+                            broker.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                            Err(Close::from(format!(
+                                "TLS client certificate refused: {why} (--ssl-principal-mapping-rules)"
+                            )))
+                        }
+                        mapped => {
+                            if let Some(Ok(name)) = mapped {
+                                let p = format!("User:{name}");
+                                tracing::debug!(%peer, principal = %p, "TLS client authenticated");
+                                ctx.auth.principal = p;
+                            }
+                            if !security.protocol.sasl() {
+                                ctx.auth.authenticated = true;
+                            }
+                            serve_inner(&broker, &mut stream, &mut ctx, &mut shutdown).await
                         }
                     }
-                    if !security.protocol.sasl() {
-                        ctx.auth.authenticated = true;
-                    }
-                    serve_inner(&broker, &mut stream, &mut ctx, &mut shutdown).await
                 }
                 Ok(Err(e)) => {
                     broker.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);

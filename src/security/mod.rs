@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod oauth;
+pub mod principal_rules;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -3,7 +3,8 @@
 //! changes (checked every few seconds, no restart); optional client authentication
 //! (`--ssl-client-auth required|requested`) against the CAs of `--ssl-truststore-location`,
 //! the principal then being the certificate's subject in RFC 2253 form, as Kafka's default
-//! principal builder gives it (`User:CN=client,O=Example`). TLS 1.2 and 1.3.
+//! principal builder gives it (`User:CN=client,O=Example`), mapped by
+//! `--ssl-principal-mapping-rules` (`principal_rules.rs`). TLS 1.2 and 1.3.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -172,9 +173,10 @@ impl Tls {
     }
 }
 
-/// Kafka's principal for a client certificate: `User:` and the subject in RFC 2253 form (the
-/// most specific attribute first, as Java's X500Principal.getName() gives it).
-pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
+/// A client certificate's subject in RFC 2253 form (the most specific attribute first, as
+/// Java's X500Principal.getName() gives it), which `ssl.principal.mapping.rules` map to the
+/// principal's name.
+pub fn subject_of(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let mut parts = Vec::new();
     for rdn in c.subject().iter().collect::<Vec<_>>().into_iter().rev() {
@@ -189,7 +191,7 @@ pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
         }
         parts.push(attrs.join("+"));
     }
-    Some(format!("User:{}", parts.join(",")))
+    Some(parts.join(","))
 }
 
 fn escape_rfc2253(v: &str) -> String {

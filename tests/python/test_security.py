@@ -209,7 +209,8 @@ def test_wrong_credentials_unknown_users_and_silent_clients_are_refused(tmp_path
 
 
 def test_client_certificate_of_another_ca_is_refused(tmp_path, certs):
-    b = start_secure(tmp_path, certs, client_auth="required")
+    b = start_secure(tmp_path, certs, client_auth="required", extra=[
+        "--ssl-principal-mapping-rules", "RULE:^CN=(.*?),O=Tusk$/$1@tusk/U,DEFAULT"])
     try:
         base = {"bootstrap.servers": f"127.0.0.1:{b.ports['SSL']}", "security.protocol": "SSL",
                 "ssl.ca.location": os.path.join(certs, "ca.pem")}
@@ -224,7 +225,9 @@ def test_client_certificate_of_another_ca_is_refused(tmp_path, certs):
                 p.poll(0.2)
             assert any(e.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
                        for e in errors), errors
-        assert "TLS handshake failed" in re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+        log = re.sub(r"\x1b\[[0-9;]*m", "", b.read_log())
+        assert "TLS handshake failed" in log
+        assert "principal=User:CLIENT@TUSK" in log, log[-2000:]
     finally:
         b.stop()
 
