@@ -133,8 +133,15 @@ start_tusk() {
   [ "$sc" = noautocreate ] && autocreate=false
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # The sasl scenario: one SASL_PLAINTEXT listener with a PLAIN user (test.conf gets the
+  # client side, below).
+  local security=()
+  if [ "$sc" = sasl ]; then
+    printf 'testuser:testpass\n' > "$work/sasl-users.txt"
+    security=(--listeners "SASL_PLAINTEXT://127.0.0.1:$port" --sasl-plain-users-file "$work/sasl-users.txt")
+  fi
   "$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data-$sc" --num-partitions 4 \
-    --auto-create-topics "$autocreate" --accept-replication-factor 3 \
+    --auto-create-topics "$autocreate" --accept-replication-factor 3 "${security[@]}" \
     --group-initial-rebalance-delay-ms "${TUSK_GROUP_DELAY_MS:-3000}" --log-level warn > "$work/tusk-$sc.log" 2>&1 &
   tusk_pid[$sc]=$!
   tusk_port[$sc]=$port
@@ -150,10 +157,13 @@ for item in $tests; do
   [ "$item" != "$t" ] && sc=${item#*@}
   start_tusk "$sc"
   echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
+  if [ "$sc" = sasl ]; then
+    printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=testuser\nsasl.password=testpass\n' >> "$src/tests/test.conf"
+  fi
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
      BROKERS="127.0.0.1:${tusk_port[$sc]}" \
-     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "$sc" \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "${sc/sasl/default}" \
      > "$results/$t.log" 2>&1)
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
