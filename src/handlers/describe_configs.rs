@@ -126,6 +126,10 @@ fn broker_configs(c: &crate::config::Config) -> Vec<(String, String)> {
             c.retention_check_interval_ms.to_string(),
         ),
         ("log.dirs".into(), c.data_dir.display().to_string()),
+        (
+            "connections.max.reauth.ms".into(),
+            c.connections_max_reauth_ms.to_string(),
+        ),
         ("tusk.fsync".into(), c.fsync.to_string()),
     ]
 }

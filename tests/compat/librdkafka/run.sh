@@ -138,7 +138,8 @@ start_tusk() {
   local security=()
   if [ "$sc" = sasl ]; then
     printf 'testuser:testpass\n' > "$work/sasl-users.txt"
-    security=(--listeners "SASL_PLAINTEXT://127.0.0.1:$port" --sasl-plain-users-file "$work/sasl-users.txt")
+    security=(--listeners "SASL_PLAINTEXT://127.0.0.1:$port" --sasl-plain-users-file "$work/sasl-users.txt"
+              --connections-max-reauth-ms 5000)
   fi
   "$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data-$sc" --num-partitions 4 \
     --auto-create-topics "$autocreate" --accept-replication-factor 3 "${security[@]}" \
