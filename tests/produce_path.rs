@@ -28,12 +28,7 @@ fn scrape(addr: &str) -> HashMap<String, f64> {
 
 #[test]
 fn pipelined_batches_share_appends_and_keep_each_connections_order() {
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics = format!("127.0.0.1:{metrics_port}");
+    let metrics = format!("127.0.0.1:{}", common::free_port());
     let broker = common::Broker::start(&["--metrics-listen", &metrics]);
     let addr = broker.addr();
     // The topic first (auto-created by the first produce).

@@ -33,11 +33,14 @@ pub fn handle(
             .with_error_code(code.code())
             .with_error_message(Some(str(&msg)))
     };
-    match ctx
-        .auth
-        .sasl
-        .authenticate(&b.credentials, &b.oauth, &req.auth_bytes)
-    {
+    // A PLAIN login checked against a SCRAM credential runs PBKDF2 (up to 16,384 rounds):
+    // off the async worker's queue.
+    let outcome = crate::blocking(|| {
+        ctx.auth
+            .sasl
+            .authenticate(&b.credentials, &b.oauth, &req.auth_bytes)
+    });
+    match outcome {
         Outcome::Continue(reply) => resp.with_auth_bytes(Bytes::from(reply)),
         Outcome::Done { user, reply } => {
             if ctx.auth.sasl_user.as_ref().is_some_and(|u| *u != user) {

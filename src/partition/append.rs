@@ -43,25 +43,6 @@ enum Planned {
 }
 
 impl Partition {
-    /// Appends one batch (see [`Partition::append_group`]).
-    pub fn append(&self, req: AppendRequest) -> Result<Appended, ResponseError> {
-        self.append_group(vec![req])
-            .pop()
-            .unwrap_or(Err(ResponseError::UnknownServerError))
-    }
-
-    /// Appends batches in order, with one storage write for all of them: one result per
-    /// request, in the same order. At most `walrus::MAX_BATCH_ENTRIES` requests.
-    pub fn append_group(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, ResponseError>> {
-        let group = self.prepare_group(reqs);
-        let written = if group.is_empty() {
-            Ok(0..0)
-        } else {
-            self.store.batch_append(&self.wal, &group.entries())
-        };
-        group.finish(written)
-    }
-
     /// Checks the batches and assigns their offsets, holding the partition's lock until
     /// [`PreparedGroup::finish`]: the write stage prepares the groups of several partitions,
     /// writes them all with one storage call, then finishes each.

@@ -244,9 +244,7 @@ impl Shared {
         let base = |b: &Block| b.index as u64 * self.block_size;
         let mut tails: Vec<Vec<Option<Vec<u8>>>> = Vec::with_capacity(prepared.len());
         let mut runs: Vec<Run> = Vec::new();
-        let mut entries = 0u64;
         for pr in prepared.iter() {
-            entries += pr.n as u64;
             let mut these = Vec::with_capacity(pr.plan.len());
             for p in pr.plan.iter() {
                 if p.buf.is_empty() {
@@ -292,7 +290,6 @@ impl Shared {
         for pr in prepared.iter() {
             self.io_stats.entries_per_append.record(pr.n as u64);
         }
-        let _ = entries;
         drop(runs);
         for (pr, these) in prepared.iter_mut().zip(tails) {
             for (p, tail) in pr.plan.iter_mut().zip(these) {
