@@ -97,6 +97,10 @@ pub async fn serve(
     broker.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Largest frame a connection may send before it has authenticated (Kafka's
+/// `sasl.server.max.receive.size` default).
+const UNAUTHENTICATED_MAX_RECEIVE: usize = 512 * 1024;
+
 /// Frames above this size reserve their bytes from `Broker::request_memory` first.
 const LARGE_FRAME: usize = 64 * 1024;
 
@@ -169,7 +173,13 @@ async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
         let frame = if owed.len() >= MAX_IN_FLIGHT {
             None
         } else {
-            match split_frame(&mut buf, max) {
+            // Before authenticating, frames are capped like Kafka's sasl.server.max.receive.size.
+            let limit = if ctx.auth.authenticated {
+                max
+            } else {
+                max.min(UNAUTHENTICATED_MAX_RECEIVE)
+            };
+            match split_frame(&mut buf, limit) {
                 Ok(f) => f.map(|f| f.freeze()),
                 Err(e) => return Err(Close::from(e.to_string())),
             }

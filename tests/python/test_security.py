@@ -195,6 +195,13 @@ def test_wrong_credentials_unknown_users_and_silent_clients_are_refused(tmp_path
             s.sendall(struct.pack(">ihhihi", 14, 3, 0, 1, -1, 0))  # Metadata v0, no topics
             s.settimeout(5)
             assert s.recv(100) == b""
+        # Before authenticating, a frame over 512 KiB (sasl.server.max.receive.size) closes it.
+        with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"])) as s:
+            s.sendall(struct.pack(">i", 1 << 20) + b"\0" * 64)
+            s.settimeout(5)
+            started = time.time()
+            assert s.recv(100) == b""
+            assert time.time() - started < 1.0
         # A connection that never authenticates is closed after the timeout.
         with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"])) as s:
             s.settimeout(10)
