@@ -31,6 +31,8 @@ pub struct Broker {
     pub appender: crate::appender::Appender,
     /// SASL users: SCRAM credentials and the PLAIN users file.
     pub credentials: crate::security::credentials::Credentials,
+    /// ACLs, when `--authorizer-class-name acl`; allows everything otherwise.
+    pub authorizer: crate::security::authorizer::Authorizer,
     /// How OAUTHBEARER tokens are validated.
     pub oauth: crate::security::oauth::Validator,
     /// `ssl.principal.mapping.rules`: client-certificate subjects to principal names.
@@ -133,6 +135,12 @@ impl Broker {
             &store,
             config.sasl_plain_users_file.as_deref(),
         )?;
+        let authorizer = crate::security::authorizer::Authorizer::load(
+            &store,
+            config.authorizer_class_name == "acl",
+            &config.super_users,
+            config.allow_everyone_if_no_acl_found,
+        )?;
         let principal_rules = crate::security::principal_rules::PrincipalRules::parse(
             &config.ssl_principal_mapping_rules,
         )
@@ -161,6 +169,7 @@ impl Broker {
             metrics: Metrics::default(),
             sync_waiters,
             credentials,
+            authorizer,
             oauth,
             principal_rules,
             appender,

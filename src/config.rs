@@ -207,6 +207,23 @@ pub struct Config {
     #[arg(long, env = "TUSK_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
     pub connections_max_reauth_ms: i64,
 
+    /// Kafka's `authorizer.class.name`: `acl` (or Kafka's class name
+    /// `org.apache.kafka.metadata.authorizer.StandardAuthorizer`) checks every request against
+    /// ACLs managed with CreateAcls/DescribeAcls/DeleteAcls; empty (the default) allows
+    /// everything, and the ACL APIs answer SECURITY_DISABLED.
+    #[arg(long, env = "TUSK_AUTHORIZER_CLASS_NAME", default_value = "", value_parser = parse_authorizer)]
+    pub authorizer_class_name: String,
+
+    /// Kafka's `super.users`: principals allowed everything, `;`-separated
+    /// (`User:admin;User:CN=ops,O=Tusk`).
+    #[arg(long, env = "TUSK_SUPER_USERS", default_value = "")]
+    pub super_users: String,
+
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource no ACL covers is open to everyone
+    /// (by default it is closed to all but super users).
+    #[arg(long, env = "TUSK_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: bool,
+
     /// Check that a broker answers at HOST:PORT (ApiVersions) and exit 0 or 1; for container
     /// health checks.
     #[arg(long, value_name = "HOST:PORT")]
@@ -380,5 +397,18 @@ impl Config {
             self.listen.ip().to_string()
         };
         (host, self.listen.port() as i32)
+    }
+}
+
+/// `authorizer.class.name`: "" (none) or "acl", which Kafka's authorizer class names also mean.
+fn parse_authorizer(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" | "none" => Ok(String::new()),
+        "acl"
+        | "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        | "kafka.security.authorizer.AclAuthorizer" => Ok("acl".into()),
+        other => Err(format!(
+            "unknown authorizer {other:?}: use acl (Kafka's StandardAuthorizer) or leave it empty"
+        )),
     }
 }

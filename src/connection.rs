@@ -32,16 +32,11 @@ pub async fn serve(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    let mut ctx = ConnCtx {
+    let mut ctx = ConnCtx::new(
         peer,
         advertised,
-        client_id: String::new(),
-        unapplied: Vec::new(),
-        auth: crate::handlers::Auth::new(
-            security.protocol,
-            broker.config.authentication_timeout_ms,
-        ),
-    };
+        crate::handlers::Auth::new(security.protocol, broker.config.authentication_timeout_ms),
+    );
     let res = match &security.tls {
         None => serve_inner(&broker, &mut { sock }, &mut ctx, &mut shutdown).await,
         Some(tls) => {

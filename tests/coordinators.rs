@@ -26,13 +26,13 @@ async fn broker(extra: &[&str]) -> Arc<Broker> {
 }
 
 fn ctx() -> ConnCtx {
-    ConnCtx {
-        peer: "127.0.0.1:40000".parse().unwrap(),
-        advertised: ("127.0.0.1".into(), 9092),
-        client_id: "in-process".into(),
-        unapplied: Vec::new(),
-        auth: tusk::handlers::Auth::plaintext(),
-    }
+    let mut c = ConnCtx::new(
+        "127.0.0.1:40000".parse().unwrap(),
+        ("127.0.0.1".into(), 9092),
+        tusk::handlers::Auth::plaintext(),
+    );
+    c.client_id = "in-process".into();
+    c
 }
 
 fn s(v: &str) -> StrBytes {
@@ -70,7 +70,7 @@ async fn join_and_sync(b: &Broker, group: &str, session_ms: i32) -> (StrBytes, i
                 .with_member_id(joined.member_id.clone())
                 .with_assignment(bytes::Bytes::from_static(b"all")),
         ]);
-    let synced = tusk::handlers::sync_group::handle(b, sync, 5).await;
+    let synced = tusk::handlers::sync_group::handle(b, sync, 5, &ctx()).await;
     assert_eq!(synced.error_code, 0);
     (joined.member_id, joined.generation_id)
 }
@@ -80,7 +80,7 @@ async fn heartbeat(b: &Broker, group: &str, member: &StrBytes, generation: i32) 
         .with_group_id(GroupId(s(group)))
         .with_generation_id(generation)
         .with_member_id(member.clone());
-    tusk::handlers::heartbeat::handle(b, req, 4)
+    tusk::handlers::heartbeat::handle(b, req, 4, &ctx())
         .await
         .error_code
 }
@@ -133,7 +133,7 @@ async fn a_transaction_past_its_timeout_is_aborted_and_fenced() {
         .with_transaction_timeout_ms(5_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let r = tusk::handlers::init_producer_id::handle(&b, init, 3).await;
+    let r = tusk::handlers::init_producer_id::handle(&b, init, 3, &ctx()).await;
     assert_eq!(r.error_code, 0);
     let add = AddPartitionsToTxnRequest::default()
         .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
@@ -144,12 +144,12 @@ async fn a_transaction_past_its_timeout_is_aborted_and_fenced() {
                 .with_name(TopicName(s("t")))
                 .with_partitions(vec![0]),
         ]);
-    let a = tusk::handlers::add_partitions_to_txn::handle(&b, add, 3).await;
+    let a = tusk::handlers::add_partitions_to_txn::handle(&b, add, 3, &ctx()).await;
     assert!(a.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0);
     let state = |b: Arc<Broker>| async move {
         let req = DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![TransactionalId(s("tx"))]);
-        let d = tusk::handlers::describe_transactions::handle(&b, req, 0).await;
+        let d = tusk::handlers::describe_transactions::handle(&b, req, 0, &ctx()).await;
         (
             d.transaction_states[0].transaction_state.to_string(),
             d.transaction_states[0].producer_epoch,
@@ -174,7 +174,7 @@ async fn a_transaction_past_its_timeout_is_aborted_and_fenced() {
         .with_producer_id(r.producer_id)
         .with_producer_epoch(r.producer_epoch)
         .with_committed(true);
-    let e = tusk::handlers::end_txn::handle(&b, end, 3).await;
+    let e = tusk::handlers::end_txn::handle(&b, end, 3, &ctx()).await;
     assert_eq!(e.error_code, 90, "PRODUCER_FENCED");
 }
 
@@ -191,7 +191,7 @@ async fn commit(b: &Broker, group: &str, topic: &str, offset: i64) -> i16 {
                         .with_committed_offset(offset),
                 ]),
         ]);
-    tusk::handlers::offset_commit::handle(b, req, 7)
+    tusk::handlers::offset_commit::handle(b, req, 7, &ctx())
         .await
         .topics[0]
         .partitions[0]
@@ -206,7 +206,11 @@ async fn committed(b: &Broker, group: &str, topic: &str) -> i64 {
                 .with_name(TopicName(s(topic)))
                 .with_partition_indexes(vec![0]),
         ]));
-    tusk::handlers::offset_fetch::handle(b, req, 7).await.topics[0].partitions[0].committed_offset
+    tusk::handlers::offset_fetch::handle(b, req, 7, &ctx())
+        .await
+        .topics[0]
+        .partitions[0]
+        .committed_offset
 }
 
 /// Offsets of a group with no members expire offsets.retention.minutes after their commit
@@ -234,7 +238,7 @@ async fn init_txn(b: &Broker, id: &str) -> InitProducerIdResponse {
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    tusk::handlers::init_producer_id::handle(b, init, 3).await
+    tusk::handlers::init_producer_id::handle(b, init, 3, &ctx()).await
 }
 
 async fn add_partition(b: &Broker, id: &str, r: &InitProducerIdResponse) -> i16 {
@@ -247,7 +251,7 @@ async fn add_partition(b: &Broker, id: &str, r: &InitProducerIdResponse) -> i16 
                 .with_name(TopicName(s("t")))
                 .with_partitions(vec![0]),
         ]);
-    let a = tusk::handlers::add_partitions_to_txn::handle(b, add, 3).await;
+    let a = tusk::handlers::add_partitions_to_txn::handle(b, add, 3, &ctx()).await;
     a.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
 }
 
@@ -257,7 +261,9 @@ async fn end_txn(b: &Broker, id: &str, r: &InitProducerIdResponse, commit: bool)
         .with_producer_id(r.producer_id)
         .with_producer_epoch(r.producer_epoch)
         .with_committed(commit);
-    tusk::handlers::end_txn::handle(b, end, 3).await.error_code
+    tusk::handlers::end_txn::handle(b, end, 3, &ctx())
+        .await
+        .error_code
 }
 
 /// A second InitProducerId for the same transactional id bumps the epoch, aborts the open
@@ -334,7 +340,7 @@ async fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
                 .with_assignment(bytes::Bytes::from_static(b"all")),
         ]);
     assert_eq!(
-        tusk::handlers::sync_group::handle(&b, sync, 5)
+        tusk::handlers::sync_group::handle(&b, sync, 5, &ctx())
             .await
             .error_code,
         0
@@ -357,7 +363,7 @@ async fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
         .with_member_id(first.member_id.clone())
         .with_group_instance_id(Some(s("i1")));
     assert_eq!(
-        tusk::handlers::heartbeat::handle(&b, old, 4)
+        tusk::handlers::heartbeat::handle(&b, old, 4, &ctx())
             .await
             .error_code,
         82,
@@ -371,7 +377,7 @@ async fn a_static_member_rejoins_within_its_session_without_a_rebalance() {
         .with_generation_id(back.generation_id)
         .with_member_id(back.member_id.clone())
         .with_group_instance_id(Some(s("i1")));
-    let code = tusk::handlers::heartbeat::handle(&b, hb, 4)
+    let code = tusk::handlers::heartbeat::handle(&b, hb, 4, &ctx())
         .await
         .error_code;
     assert!(

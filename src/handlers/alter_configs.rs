@@ -6,11 +6,37 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::*;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
-pub async fn handle(b: &Broker, req: AlterConfigsRequest, _v: i16) -> AlterConfigsResponse {
+/// ALTER_CONFIGS on the topic, or on the cluster for broker configs (AlterConfigs and
+/// IncrementalAlterConfigs alike): the error for a principal without it.
+pub fn refused(b: &Broker, ctx: &ConnCtx, resource_type: i8, name: &str) -> Option<ResponseError> {
+    let (rt, name, e) = match resource_type {
+        RESOURCE_TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_BROKER => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+        _ => return None,
+    };
+    (!ctx.allowed(b, Operation::AlterConfigs, rt, name)).then_some(e)
+}
+
+pub async fn handle(
+    b: &Broker,
+    req: AlterConfigsRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
@@ -19,6 +45,11 @@ pub async fn handle(b: &Broker, req: AlterConfigsRequest, _v: i16) -> AlterConfi
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            if let Some(e) = super::alter_configs::refused(b, ctx, res.resource_type, &name) {
+                return r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str(super::default_message(e))));
+            }
             if res.resource_type != RESOURCE_TOPIC {
                 return r
                     .with_error_code(ResponseError::InvalidRequest.code())

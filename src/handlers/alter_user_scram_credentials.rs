@@ -2,7 +2,8 @@
 //! client) and deletions, one result per user, with Kafka's validation: a user named twice in
 //! one request gets DUPLICATE_RESOURCE, an unknown mechanism UNSUPPORTED_SASL_MECHANISM,
 //! iterations outside Kafka's bounds or an empty name UNACCEPTABLE_CREDENTIAL, deleting what
-//! does not exist RESOURCE_NOT_FOUND. Changes are durable before the answer.
+//! does not exist RESOURCE_NOT_FOUND. Changes are durable before the answer. Needs ALTER on the
+//! cluster.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,9 @@ use kafka_protocol::messages::{
 };
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::security::scram::{Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 enum Change {
@@ -25,7 +28,28 @@ pub async fn handle(
     b: &Broker,
     req: AlterUserScramCredentialsRequest,
     _v: i16,
+    ctx: &ConnCtx,
 ) -> AlterUserScramCredentialsResponse {
+    if !ctx.allowed(b, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME) {
+        // Every user named, sorted, with the error (Kafka's error response).
+        let e = ResponseError::ClusterAuthorizationFailed;
+        let users: std::collections::BTreeSet<String> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        let results = users
+            .iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str(u))
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str(super::default_message(e))))
+            })
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(results);
+    }
     // (user -> changes) in request order; users seen more than once are refused whole.
     let mut users: BTreeMap<String, Result<Vec<Change>, (ResponseError, String)>> = BTreeMap::new();
     let mut seen: BTreeMap<(String, i8), u32> = BTreeMap::new();

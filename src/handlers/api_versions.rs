@@ -2,8 +2,14 @@
 
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
+use super::ConnCtx;
 use crate::broker::Broker;
 
-pub async fn handle(_b: &Broker, _req: ApiVersionsRequest, _v: i16) -> ApiVersionsResponse {
+pub async fn handle(
+    _b: &Broker,
+    _req: ApiVersionsRequest,
+    _v: i16,
+    _ctx: &ConnCtx,
+) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(tusk_protocol::versions::api_versions())
 }

@@ -1,23 +1,105 @@
-//! CreateAcls: this broker has no authorizer (no SASL or TLS client identities to authorize),
-//! so every creation is answered SECURITY_DISABLED, as Kafka without `authorizer.class.name`
-//! answers it.
+//! CreateAcls: validated as Kafka validates them (the cluster resource is `kafka-cluster`, names
+//! are not empty, types, patterns, operations and permissions are concrete), stored durably
+//! before the answer; creating an ACL that exists succeeds and changes nothing. Needs ALTER on
+//! the cluster; SECURITY_DISABLED without an authorizer.
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 
-use super::{str, NO_AUTHORIZER};
+use super::{str, ConnCtx, NO_AUTHORIZER_CONFIGURED};
 use crate::broker::Broker;
+use crate::security::acl::{
+    AclBinding, Operation, PatternType, Permission, ResourceType, CLUSTER_NAME,
+};
+use crate::security::authorizer::MAX_CHANGES_PER_REQUEST;
 
-pub async fn handle(_b: &Broker, req: CreateAclsRequest, _v: i16) -> CreateAclsResponse {
-    let results = req
-        .creations
+fn binding(c: &AclCreation) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::from_code(c.resource_type),
+        name: c.resource_name.to_string(),
+        pattern: PatternType::from_code(c.resource_pattern_type),
+        principal: c.principal.to_string(),
+        host: c.host.to_string(),
+        operation: Operation::from_code(c.operation),
+        permission: Permission::from_code(c.permission_type),
+    }
+}
+
+/// Kafka cannot parse a creation with an UNKNOWN element and closes the connection.
+pub fn check(req: &CreateAclsRequest) -> Result<(), String> {
+    let unknown = req.creations.iter().map(binding).any(|a| {
+        a.resource_type == ResourceType::Unknown
+            || a.pattern == PatternType::Unknown
+            || a.operation == Operation::Unknown
+            || a.permission == Permission::Unknown
+    });
+    if unknown {
+        return Err("CreateAcls with UNKNOWN elements".into());
+    }
+    Ok(())
+}
+
+pub async fn handle(
+    b: &Broker,
+    req: CreateAclsRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> CreateAclsResponse {
+    let all = |e: ResponseError, msg: &str| {
+        let results = req
+            .creations
+            .iter()
+            .map(|_| {
+                AclCreationResult::default()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str(msg)))
+            })
+            .collect();
+        CreateAclsResponse::default().with_results(results)
+    };
+    if !b.authorizer.enabled() {
+        return all(ResponseError::SecurityDisabled, NO_AUTHORIZER_CONFIGURED);
+    }
+    if !ctx.allowed(b, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME) {
+        return all(
+            ResponseError::ClusterAuthorizationFailed,
+            "Request CreateAcls is not authorized.",
+        );
+    }
+    if req.creations.len() > MAX_CHANGES_PER_REQUEST {
+        return all(
+            ResponseError::UnknownServerError,
+            &format!("Cannot create more than {MAX_CHANGES_PER_REQUEST} acls in a single request."),
+        );
+    }
+    let bindings: Vec<AclBinding> = req.creations.iter().map(binding).collect();
+    let invalid: Vec<Option<String>> = bindings.iter().map(|a| a.invalid()).collect();
+    let valid: Vec<AclBinding> = bindings
         .iter()
-        .map(|_| {
-            AclCreationResult::default()
-                .with_error_code(ResponseError::SecurityDisabled.code())
-                .with_error_message(Some(str(NO_AUTHORIZER)))
+        .zip(&invalid)
+        .filter(|(_, i)| i.is_none())
+        .map(|(a, _)| a.clone())
+        .collect();
+    let stored = crate::blocking(|| b.authorizer.create(&valid));
+    if let Err(e) = &stored {
+        tracing::error!("storing ACLs failed: {e}");
+    }
+    let results = invalid
+        .into_iter()
+        .map(|why| match (why, &stored) {
+            (Some(m), _) => AclCreationResult::default()
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str(&m))),
+            (None, Ok(())) => AclCreationResult::default(),
+            (None, Err(e)) => AclCreationResult::default()
+                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_error_message(Some(str(&e.to_string()))),
         })
         .collect();
+    for a in &valid {
+        tracing::info!(principal = %ctx.auth.principal, acl = ?a, "ACL created");
+    }
     CreateAclsResponse::default().with_results(results)
 }

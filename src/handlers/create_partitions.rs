@@ -9,9 +9,16 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::create_topics::{assignment_error, MAX_PARTITIONS_PER_REQUEST};
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: CreatePartitionsRequest, _v: i16) -> CreatePartitionsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: CreatePartitionsRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> CreatePartitionsResponse {
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
@@ -26,6 +33,10 @@ pub async fn handle(b: &Broker, req: CreatePartitionsRequest, _v: i16) -> Create
                 ResponseError::InvalidRequest,
                 "Duplicate topic in request.".to_string(),
             )),
+            // Needs ALTER on the topic (Kafka answers without a message).
+            _ if !ctx.allowed(b, Operation::Alter, ResourceType::Topic, &name) => {
+                Err((ResponseError::TopicAuthorizationFailed, String::new()))
+            }
             // Kafka answers an unknown topic without a message.
             None => Err((ResponseError::UnknownTopicOrPartition, String::new())),
             Some(topic) if t.count <= topic.partition_count() => Err((

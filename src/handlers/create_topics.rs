@@ -8,7 +8,9 @@ use kafka_protocol::messages::create_topics_response::*;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::topic_config::CONFIGS;
 
 /// Kafka refuses ops needing more than this many metadata records (one per partition).
@@ -31,7 +33,12 @@ pub fn assignment_error(broker_ids: &[i32], node_id: i32) -> Option<String> {
         .map(|id| format!("The manual partition assignment includes broker {id}, but no such broker is registered."))
 }
 
-pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: CreateTopicsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     // A name given twice fails every time it appears, and none of them is created (Kafka).
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
@@ -56,6 +63,18 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
             }
             res.error_code = ResponseError::InvalidRequest.code();
             res.error_message = Some(str("Duplicate topic name."));
+            if v >= 5 {
+                res.num_partitions = -1;
+                res.replication_factor = -1;
+            }
+            results.push(res);
+            continue;
+        }
+        let may_create = ctx.allowed(b, Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+            || ctx.allowed(b, Operation::Create, ResourceType::Topic, &name);
+        if !may_create {
+            res.error_code = ResponseError::TopicAuthorizationFailed.code();
+            res.error_message = Some(str("Authorization failed."));
             if v >= 5 {
                 res.num_partitions = -1;
                 res.replication_factor = -1;
@@ -133,7 +152,11 @@ pub async fn handle(b: &Broker, req: CreateTopicsRequest, v: i16) -> CreateTopic
                         res.topic_id = t.id;
                     }
                 }
-                if v >= 5 {
+                if v >= 5 && !ctx.allowed(b, Operation::DescribeConfigs, ResourceType::Topic, &name)
+                {
+                    // Created, but its configs are not this principal's to see.
+                    res.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                } else if v >= 5 {
                     res.configs = Some(
                         CONFIGS
                             .iter()

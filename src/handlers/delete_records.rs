@@ -1,18 +1,26 @@
 //! DeleteRecords (KIP-107): moves a partition's log start offset forward; -1 means the high
-//! watermark.
+//! watermark. Needs DELETE on each topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::*;
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _v: i16) -> DeleteRecordsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: DeleteRecordsRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let allowed = ctx.allowed(b, Operation::Delete, ResourceType::Topic, &name);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -20,6 +28,9 @@ pub async fn handle(b: &Broker, req: DeleteRecordsRequest, _v: i16) -> DeleteRec
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !allowed {
+                        return r.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let part = match b.partition(&name, p.partition_index) {
                         Ok(part) => part,
                         Err(e) => return r.with_error_code(e.code()),

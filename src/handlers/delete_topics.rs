@@ -1,13 +1,20 @@
-//! DeleteTopics: by name (and, v6+, by topic id).
+//! DeleteTopics: by name (and, v6+, by topic id). Needs DELETE on the cluster or the topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::*;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
-pub async fn handle(b: &Broker, req: DeleteTopicsRequest, v: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: DeleteTopicsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
         .iter()
@@ -30,6 +37,21 @@ pub async fn handle(b: &Broker, req: DeleteTopicsRequest, v: i16) -> DeleteTopic
             let Some(name) = name else {
                 return r.with_error_code(ResponseError::UnknownTopicId.code());
             };
+            // DELETE on the cluster or the topic; a topic named by id keeps its name hidden
+            // from a principal that may not even describe it.
+            let may = |op| ctx.allowed(b, op, ResourceType::Topic, &name);
+            let all = ctx.allowed(b, Operation::Delete, ResourceType::Cluster, CLUSTER_NAME);
+            if !all && !may(Operation::Delete) {
+                let refused = ResponseError::TopicAuthorizationFailed;
+                r.error_code = refused.code();
+                if v >= 5 {
+                    r.error_message = Some(str(super::default_message(refused)));
+                }
+                if id.is_nil() || may(Operation::Describe) {
+                    r.name = Some(TopicName(str(&name)));
+                }
+                return r;
+            }
             r.name = Some(TopicName(str(&name)));
             match crate::blocking(|| b.catalog.delete(&b.store, &name)) {
                 Ok(t) => {

@@ -1,4 +1,5 @@
-//! DescribeCluster (KIP-700): this one broker, which is also the controller.
+//! DescribeCluster (KIP-700): this one broker, which is also the controller; the cluster's
+//! authorized operations when asked (no authorization needed otherwise, as in Kafka).
 
 use kafka_protocol::messages::describe_cluster_response::*;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -22,6 +23,9 @@ pub async fn handle(
             .with_port(port)]);
     if v >= 1 {
         r.endpoint_type = req.endpoint_type;
+    }
+    if req.include_cluster_authorized_operations {
+        r.cluster_authorized_operations = super::metadata::cluster_operations(b, ctx);
     }
     r
 }

@@ -8,7 +8,9 @@ use kafka_protocol::messages::describe_configs_response::*;
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::topic_config::CONFIGS;
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -134,7 +136,12 @@ fn broker_configs(c: &crate::config::Config) -> Vec<(String, String)> {
     ]
 }
 
-pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> DescribeConfigsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: DescribeConfigsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -148,6 +155,26 @@ pub async fn handle(b: &Broker, req: DescribeConfigsRequest, v: i16) -> Describe
             let r = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            // DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs.
+            let refused = match res.resource_type {
+                RESOURCE_TOPIC => {
+                    (!ctx.allowed(b, Operation::DescribeConfigs, ResourceType::Topic, &name))
+                        .then_some(ResponseError::TopicAuthorizationFailed)
+                }
+                RESOURCE_BROKER => (!ctx.allowed(
+                    b,
+                    Operation::DescribeConfigs,
+                    ResourceType::Cluster,
+                    CLUSTER_NAME,
+                ))
+                .then_some(ResponseError::ClusterAuthorizationFailed),
+                _ => None,
+            };
+            if let Some(e) = refused {
+                return r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str(super::default_message(e))));
+            }
             match res.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = b.topic(&name) else {

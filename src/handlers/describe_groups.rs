@@ -1,13 +1,21 @@
-//! DescribeGroups: state, protocol and members (with their metadata and assignments).
+//! DescribeGroups: state, protocol and members (with their metadata and assignments). Needs
+//! DESCRIBE on each group; the group's authorized operations when asked (v3+).
 
 use kafka_protocol::messages::describe_groups_response::*;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
 use crate::group::State;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: DescribeGroupsRequest, v: i16) -> DescribeGroupsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: DescribeGroupsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> DescribeGroupsResponse {
     let groups = req
         .groups
         .into_iter()
@@ -15,7 +23,12 @@ pub async fn handle(b: &Broker, req: DescribeGroupsRequest, v: i16) -> DescribeG
             let id = gid.0.to_string();
             let mut d = DescribedGroup::default().with_group_id(gid);
             if v >= 3 {
-                d.authorized_operations = -2147483648;
+                d.authorized_operations = i32::MIN;
+            }
+            if !ctx.allowed(b, Operation::Describe, ResourceType::Group, &id) {
+                d.error_code =
+                    kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code();
+                return d;
             }
             match b.groups.get(&id) {
                 Some(g) => {
@@ -58,6 +71,9 @@ pub async fn handle(b: &Broker, req: DescribeGroupsRequest, v: i16) -> DescribeG
                         d.error_message = Some(str(&format!("Group {id} not found.")));
                     }
                 }
+            }
+            if v >= 3 && req.include_authorized_operations && d.error_code == 0 {
+                d.authorized_operations = ctx.authorized_operations(b, ResourceType::Group, &id);
             }
             d
         })

@@ -1,4 +1,5 @@
 //! DescribeTransactions (KIP-664): state, producer, timeout and partitions of transactional ids.
+//! Needs DESCRIBE on each transactional id; lists only topics the principal may describe.
 
 use std::collections::BTreeMap;
 
@@ -9,17 +10,25 @@ use kafka_protocol::messages::{
 };
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(
     b: &Broker,
     req: DescribeTransactionsRequest,
     _v: i16,
+    ctx: &ConnCtx,
 ) -> DescribeTransactionsResponse {
     let states = req
         .transactional_ids
         .into_iter()
         .map(|id| {
+            if !ctx.allowed(b, Operation::Describe, ResourceType::TransactionalId, &id) {
+                return TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            }
             let Some(m) = b.txns.get(id.as_str()) else {
                 return TransactionState::default()
                     .with_transactional_id(id)
@@ -32,8 +41,10 @@ pub async fn handle(
             for (t, p) in &m.partitions {
                 by_topic.entry(t.as_str()).or_default().push(*p);
             }
+            // Only the partitions of topics the principal may describe.
             let topics = by_topic
                 .into_iter()
+                .filter(|(t, _)| ctx.allowed(b, Operation::Describe, ResourceType::Topic, t))
                 .map(|(t, ps)| {
                     TopicData::default()
                         .with_topic(TopicName(str(t)))

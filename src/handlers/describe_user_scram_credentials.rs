@@ -1,6 +1,7 @@
 //! DescribeUserScramCredentials (KIP-554, v0): each user's mechanisms and iterations (never
 //! the credentials). Every user when the list is null or empty; a named user without
-//! credentials gets RESOURCE_NOT_FOUND, one named twice DUPLICATE_RESOURCE, as in Kafka.
+//! credentials gets RESOURCE_NOT_FOUND, one named twice DUPLICATE_RESOURCE, as in Kafka. Needs
+//! DESCRIBE on the cluster.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
@@ -11,13 +12,34 @@ use kafka_protocol::messages::{
 };
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub async fn handle(
     b: &Broker,
     req: DescribeUserScramCredentialsRequest,
     _v: i16,
+    ctx: &ConnCtx,
 ) -> DescribeUserScramCredentialsResponse {
+    if !ctx.allowed(b, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME) {
+        let e = ResponseError::ClusterAuthorizationFailed;
+        let msg = Some(str(super::default_message(e)));
+        let results = req
+            .users
+            .iter()
+            .flatten()
+            .map(|_| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_error_code(e.code())
+                    .with_error_message(msg.clone())
+            })
+            .collect();
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(msg)
+            .with_results(results);
+    }
     let all = b.credentials.describe();
     let result = |user: &str, infos: &[(crate::security::scram::Mechanism, i32)]| {
         DescribeUserScramCredentialsResult::default()

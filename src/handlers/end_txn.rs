@@ -1,12 +1,23 @@
 //! EndTxn: commits or aborts the producer's transaction (markers written, group offsets
-//! committed or dropped) before answering.
+//! committed or dropped) before answering. Needs WRITE on the transactional id.
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use super::fenced_for;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: EndTxnRequest, v: i16) -> EndTxnResponse {
+pub async fn handle(b: &Broker, req: EndTxnRequest, v: i16, ctx: &ConnCtx) -> EndTxnResponse {
+    if !ctx.allowed(
+        b,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        let e = kafka_protocol::error::ResponseError::TransactionalIdAuthorizationFailed;
+        return EndTxnResponse::default().with_error_code(e.code());
+    }
     let res = b
         .txns
         .end_txn(

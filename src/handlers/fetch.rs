@@ -1,7 +1,9 @@
 //! Fetch: for each partition in request order, whole batches from the one containing the fetch
 //! offset, within `partition_max_bytes` and `max_bytes` (the first non-empty partition returns at
-//! least one batch, KIP-74); long-polls until `min_bytes` or `max_wait_ms`.
+//! least one batch, KIP-74); long-polls until `min_bytes` or `max_wait_ms`. Needs READ on each
+//! topic (a follower: CLUSTER_ACTION).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,10 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::ConnCtx;
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// The response's byte budget: what the client asks, capped by the broker's `fetch.max.bytes`.
 /// A budget of 0 still returns the first batch of the first non-empty partition (KIP-74).
@@ -21,11 +25,34 @@ fn budget(b: &Broker, req: &FetchRequest) -> usize {
     (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes)
 }
 
+/// The topics this fetch may not read: a consumer needs READ on each, a follower (replica id
+/// ≥ 0) CLUSTER_ACTION on the cluster, as in Kafka.
+fn denied_topics(b: &Broker, req: &FetchRequest, ctx: &ConnCtx) -> HashSet<String> {
+    let follower_denied = req.replica_id.0 >= 0
+        && !ctx.allowed(
+            b,
+            Operation::ClusterAction,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        );
+    req.topics
+        .iter()
+        .map(|t| t.topic.0.as_str())
+        .filter(|name| {
+            follower_denied
+                || (req.replica_id.0 < 0
+                    && !ctx.allowed(b, Operation::Read, ResourceType::Topic, name))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn read_all(
     b: &Broker,
     req: &FetchRequest,
     v: i16,
     min_one: bool,
+    denied: &HashSet<String>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut budget = budget(b, req);
     // A partition named more than once is answered once, at its first mention (Kafka keys the
@@ -48,6 +75,11 @@ fn read_all(
             let mut pd = PartitionData::default()
                 .with_partition_index(fp.partition)
                 .with_aborted_transactions(read_committed.then(Vec::new));
+            if denied.contains(&name) {
+                any_error = true;
+                parts.push(pd.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 any_error = true;
                 parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
@@ -120,11 +152,12 @@ fn read(
     req: &FetchRequest,
     v: i16,
     min_one: bool,
+    denied: &HashSet<String>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     if budget(b, req) > INLINE_READ_BYTES {
-        crate::blocking(|| read_all(b, req, v, min_one))
+        crate::blocking(|| read_all(b, req, v, min_one, denied))
     } else {
-        read_all(b, req, v, min_one)
+        read_all(b, req, v, min_one, denied)
     }
 }
 
@@ -138,6 +171,7 @@ pub async fn handle(
     b: &Broker,
     mut req: FetchRequest,
     v: i16,
+    ctx: &ConnCtx,
 ) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -146,7 +180,8 @@ pub async fn handle(
     // The partitions to watch, each once; any unknown one means an answer now (with its error).
     let mut watched: Vec<(Arc<Partition>, i64)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut answer_now = req.topics.is_empty() || min_bytes == 0;
+    let denied = denied_topics(b, &req, ctx);
+    let mut answer_now = req.topics.is_empty() || min_bytes == 0 || !denied.is_empty();
     for ft in &req.topics {
         let topic = b.topic(ft.topic.0.as_str());
         for fp in &ft.partitions {
@@ -216,7 +251,7 @@ pub async fn handle(
         }
         tracing::debug!("fetch answered without records: fetch memory is spent");
     }
-    let (responses, _, _) = read(b, &req, v, permit.is_some());
+    let (responses, _, _) = read(b, &req, v, permit.is_some(), &denied);
     (FetchResponse::default().with_responses(responses), permit)
 }
 

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 
 use super::describe_configs::RESOURCE_TOPIC;
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
 use crate::topic_config;
 
@@ -13,6 +14,7 @@ pub async fn handle(
     b: &Broker,
     req: IncrementalAlterConfigsRequest,
     _v: i16,
+    ctx: &ConnCtx,
 ) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources
@@ -22,6 +24,11 @@ pub async fn handle(
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            if let Some(e) = super::alter_configs::refused(b, ctx, res.resource_type, &name) {
+                return r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str(super::default_message(e))));
+            }
             if res.resource_type != RESOURCE_TOPIC {
                 return r
                     .with_error_code(ResponseError::InvalidRequest.code())

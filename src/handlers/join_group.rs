@@ -1,4 +1,4 @@
-//! JoinGroup: enter the group's rebalance and wait for its outcome.
+//! JoinGroup: enter the group's rebalance and wait for its outcome. Needs READ on the group.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
@@ -6,8 +6,16 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use super::{str, ConnCtx};
 use crate::broker::Broker;
 use crate::group::JoinRequest;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(b: &Broker, req: JoinGroupRequest, v: i16, ctx: &ConnCtx) -> JoinGroupResponse {
+    if !ctx.allowed(b, Operation::Read, ResourceType::Group, &req.group_id) {
+        let code = kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code();
+        return JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_protocol_name((v < 7).then(|| str("")));
+    }
     let res = b
         .groups
         .join(JoinRequest {

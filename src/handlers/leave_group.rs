@@ -1,11 +1,22 @@
-//! LeaveGroup: one member (v0-2) or a batch of members (v3+, KIP-345).
+//! LeaveGroup: one member (v0-2) or a batch of members (v3+, KIP-345). Needs READ on the group.
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: LeaveGroupRequest, v: i16) -> LeaveGroupResponse {
+pub async fn handle(
+    b: &Broker,
+    req: LeaveGroupRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> LeaveGroupResponse {
+    if !ctx.allowed(b, Operation::Read, ResourceType::Group, &req.group_id) {
+        let code = kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code();
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let members: Vec<(String, Option<String>)> = if v < 3 {
         vec![(req.member_id.to_string(), None)]
     } else {

@@ -5,13 +5,23 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
-pub async fn handle(b: &Broker, req: ListGroupsRequest, v: i16) -> ListGroupsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: ListGroupsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> ListGroupsResponse {
+    // DESCRIBE on the cluster lists every group; otherwise those the principal may describe.
+    let all = ctx.allowed(b, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     let groups = b
         .groups
         .group_ids()
         .into_iter()
+        .filter(|id| all || ctx.allowed(b, Operation::Describe, ResourceType::Group, id))
         .filter_map(|id| {
             let (state, ptype) = b.groups.describe_state(&id)?;
             if v >= 4

@@ -1,14 +1,21 @@
 //! ListOffsets: latest (-1; the last stable offset for read_committed), earliest (-2), max
 //! timestamp (-3), and by timestamp (first record with a timestamp at or after it; -1/-1 when
-//! there is none).
+//! there is none). Needs DESCRIBE on each topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::*;
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: ListOffsetsRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> ListOffsetsResponse {
     let read_committed = req.isolation_level == 1;
     let topics = req
         .topics
@@ -16,10 +23,18 @@ pub async fn handle(b: &Broker, req: ListOffsetsRequest, v: i16) -> ListOffsetsR
         .map(|t| {
             let name = t.name.0.to_string();
             let topic = b.topic(&name);
+            let allowed = ctx.allowed(b, Operation::Describe, ResourceType::Topic, &name);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    if !allowed {
+                        return ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let mut r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)

@@ -1,13 +1,14 @@
 //! ListTransactions (KIP-664): transactional ids, filtered by state, producer id and (v1+,
-//! KIP-994) how long their transaction has been open.
+//! KIP-994) how long their transaction has been open; only those the principal may describe.
 
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::broker::{now_ms, Broker};
+use crate::security::acl::{Operation, ResourceType};
 
 const STATES: &[&str] = &[
     "Empty",
@@ -20,7 +21,12 @@ const STATES: &[&str] = &[
     "PrepareEpochFence",
 ];
 
-pub async fn handle(b: &Broker, req: ListTransactionsRequest, _v: i16) -> ListTransactionsResponse {
+pub async fn handle(
+    b: &Broker,
+    req: ListTransactionsRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> ListTransactionsResponse {
     let states: Vec<&str> = req.state_filters.iter().map(|s| s.as_str()).collect();
     let unknown = states
         .iter()
@@ -32,6 +38,7 @@ pub async fn handle(b: &Broker, req: ListTransactionsRequest, _v: i16) -> ListTr
     txns.sort_by(|a, b| a.id.cmp(&b.id));
     let listed = txns
         .into_iter()
+        .filter(|m| ctx.allowed(b, Operation::Describe, ResourceType::TransactionalId, &m.id))
         .filter(|m| states.is_empty() || states.contains(&m.state.name()))
         .filter(|m| {
             req.producer_id_filters.is_empty()

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 use tusk_protocol::header::{decode_body, encode_response, Request};
 
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::authorizer::Requester;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -61,6 +63,42 @@ pub struct ConnCtx {
     pub unapplied: Vec<tokio::sync::oneshot::Receiver<()>>,
     /// Who the client is, and how far it is in authenticating.
     pub auth: Auth,
+    /// The peer's address as ACL hosts name it (`acl::host_string`).
+    pub host: String,
+}
+
+impl ConnCtx {
+    pub fn new(peer: std::net::SocketAddr, advertised: (String, i32), auth: Auth) -> ConnCtx {
+        ConnCtx {
+            peer,
+            advertised,
+            client_id: String::new(),
+            unapplied: Vec::new(),
+            auth,
+            host: crate::security::acl::host_string(peer.ip()),
+        }
+    }
+
+    /// Who sent the request, as the authorizer sees them.
+    pub fn requester(&self) -> Requester<'_> {
+        Requester {
+            principal: &self.auth.principal,
+            host: &self.host,
+        }
+    }
+
+    /// Kafka's `AuthHelper.authorize`: whether this connection's principal may do `op` on the
+    /// resource `(rt, name)` (always, without an authorizer).
+    pub fn allowed(&self, b: &Broker, op: Operation, rt: ResourceType, name: &str) -> bool {
+        b.authorizer.allows(self.requester(), op, rt, name)
+    }
+
+    /// The operations this principal may do on `(rt, name)`, as "authorized operations"
+    /// fields carry them.
+    pub fn authorized_operations(&self, b: &Broker, rt: ResourceType, name: &str) -> i32 {
+        b.authorizer
+            .authorized_operations(self.requester(), rt, name)
+    }
 }
 
 /// A connection's authentication: its listener's protocol, its principal, its SASL state.
@@ -102,8 +140,22 @@ impl Auth {
     }
 }
 
-/// Why the ACL APIs answer SECURITY_DISABLED: there are no client identities to authorize.
+/// Why DescribeAcls answers SECURITY_DISABLED (Kafka's words; Create/DeleteAcls say
+/// `NO_AUTHORIZER_CONFIGURED`).
 pub const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
+pub const NO_AUTHORIZER_CONFIGURED: &str = "No Authorizer is configured.";
+
+/// Kafka's default message for the errors handlers send with one (`Errors.message()`).
+pub fn default_message(e: kafka_protocol::error::ResponseError) -> &'static str {
+    use kafka_protocol::error::ResponseError::*;
+    match e {
+        TopicAuthorizationFailed => "Topic authorization failed.",
+        GroupAuthorizationFailed => "Group authorization failed.",
+        ClusterAuthorizationFailed => "Cluster authorization failed.",
+        TransactionalIdAuthorizationFailed => "Transactional Id authorization failed.",
+        _ => "",
+    }
+}
 
 pub fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -194,7 +246,7 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
         let v = req.version;
         let body: FetchRequest =
             decode_body(&req).map_err(|e| format!("cannot decode Fetch v{v}: {e}"))?;
-        let (resp, permit) = fetch::handle(b, body, v).await;
+        let (resp, permit) = fetch::handle(b, body, v, ctx).await;
         let out = encode_response(ApiKey::Fetch, v, req.header.correlation_id, &resp)
             .map_err(|e| format!("cannot encode Fetch v{v} response: {e}"))?;
         return Ok(match permit {
@@ -210,7 +262,7 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
     let body: ProduceRequest =
         decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
     let acks = body.acks;
-    let submitted = produce::submit(b, body).await;
+    let submitted = produce::submit(b, body, ctx).await;
     if acks == 0 {
         // Kafka sends nothing for acks=0, but closes the connection on an error so the
         // producer notices.
@@ -245,17 +297,6 @@ async fn dispatch_now(
 ) -> Result<Option<BytesMut>, String> {
     let v = req.version;
     let corr = req.header.correlation_id;
-    macro_rules! call {
-        ($req_ty:ty, $handler:path) => {{
-            let body: $req_ty = decode_body(&req)
-                .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
-            let resp = $handler(b, body, v).await;
-            encode_response(req.api_key, v, corr, &resp)
-                .map(Some)
-                .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
-        }};
-    }
-    // The same, for handlers that need the connection's context.
     macro_rules! call_ctx {
         ($req_ty:ty, $module:ident) => {{
             let body: $req_ty = decode_body(&req)
@@ -266,59 +307,68 @@ async fn dispatch_now(
                 .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
         }};
     }
+    // The same, for handlers whose requests Kafka may refuse to parse (closing the connection).
+    macro_rules! call_checked {
+        ($req_ty:ty, $module:ident) => {{
+            let body: $req_ty = decode_body(&req)
+                .map_err(|e| format!("cannot decode {:?} v{v}: {e}", req.api_key))?;
+            $module::check(&body)?;
+            let resp = $module::handle(b, body, v, ctx).await;
+            encode_response(req.api_key, v, corr, &resp)
+                .map(Some)
+                .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key))
+        }};
+    }
     match req.api_key {
-        ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets::handle),
+        ApiKey::ListOffsets => call_ctx!(ListOffsetsRequest, list_offsets),
         ApiKey::Metadata => call_ctx!(MetadataRequest, metadata),
-        ApiKey::OffsetCommit => call!(OffsetCommitRequest, offset_commit::handle),
-        ApiKey::OffsetFetch => call!(OffsetFetchRequest, offset_fetch::handle),
+        ApiKey::OffsetCommit => call_ctx!(OffsetCommitRequest, offset_commit),
+        ApiKey::OffsetFetch => call_ctx!(OffsetFetchRequest, offset_fetch),
         ApiKey::FindCoordinator => call_ctx!(FindCoordinatorRequest, find_coordinator),
         ApiKey::JoinGroup => call_ctx!(JoinGroupRequest, join_group),
-        ApiKey::Heartbeat => call!(HeartbeatRequest, heartbeat::handle),
-        ApiKey::LeaveGroup => call!(LeaveGroupRequest, leave_group::handle),
-        ApiKey::SyncGroup => call!(SyncGroupRequest, sync_group::handle),
-        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, describe_groups::handle),
-        ApiKey::ListGroups => call!(ListGroupsRequest, list_groups::handle),
-        ApiKey::ApiVersions => call!(ApiVersionsRequest, api_versions::handle),
-        ApiKey::CreateTopics => call!(CreateTopicsRequest, create_topics::handle),
-        ApiKey::DeleteTopics => call!(DeleteTopicsRequest, delete_topics::handle),
-        ApiKey::DeleteRecords => call!(DeleteRecordsRequest, delete_records::handle),
-        ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::Heartbeat => call_ctx!(HeartbeatRequest, heartbeat),
+        ApiKey::LeaveGroup => call_ctx!(LeaveGroupRequest, leave_group),
+        ApiKey::SyncGroup => call_ctx!(SyncGroupRequest, sync_group),
+        ApiKey::DescribeGroups => call_ctx!(DescribeGroupsRequest, describe_groups),
+        ApiKey::ListGroups => call_ctx!(ListGroupsRequest, list_groups),
+        ApiKey::ApiVersions => call_ctx!(ApiVersionsRequest, api_versions),
+        ApiKey::CreateTopics => call_ctx!(CreateTopicsRequest, create_topics),
+        ApiKey::DeleteTopics => call_ctx!(DeleteTopicsRequest, delete_topics),
+        ApiKey::DeleteRecords => call_ctx!(DeleteRecordsRequest, delete_records),
+        ApiKey::InitProducerId => call_ctx!(InitProducerIdRequest, init_producer_id),
         ApiKey::OffsetForLeaderEpoch => {
-            call!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
+            call_ctx!(OffsetForLeaderEpochRequest, offset_for_leader_epoch)
         }
-        ApiKey::DescribeConfigs => call!(DescribeConfigsRequest, describe_configs::handle),
-        ApiKey::AlterConfigs => call!(AlterConfigsRequest, alter_configs::handle),
-        ApiKey::CreatePartitions => call!(CreatePartitionsRequest, create_partitions::handle),
-        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::DescribeConfigs => call_ctx!(DescribeConfigsRequest, describe_configs),
+        ApiKey::AlterConfigs => call_ctx!(AlterConfigsRequest, alter_configs),
+        ApiKey::CreatePartitions => call_ctx!(CreatePartitionsRequest, create_partitions),
+        ApiKey::DeleteGroups => call_ctx!(DeleteGroupsRequest, delete_groups),
         ApiKey::IncrementalAlterConfigs => {
-            call!(
-                IncrementalAlterConfigsRequest,
-                incremental_alter_configs::handle
-            )
+            call_ctx!(IncrementalAlterConfigsRequest, incremental_alter_configs)
         }
-        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::OffsetDelete => call_ctx!(OffsetDeleteRequest, offset_delete),
         ApiKey::DescribeCluster => call_ctx!(DescribeClusterRequest, describe_cluster),
-        ApiKey::CreateAcls => call!(CreateAclsRequest, create_acls::handle),
-        ApiKey::DescribeAcls => call!(DescribeAclsRequest, describe_acls::handle),
-        ApiKey::DeleteAcls => call!(DeleteAclsRequest, delete_acls::handle),
+        ApiKey::CreateAcls => call_checked!(CreateAclsRequest, create_acls),
+        ApiKey::DescribeAcls => call_checked!(DescribeAclsRequest, describe_acls),
+        ApiKey::DeleteAcls => call_checked!(DeleteAclsRequest, delete_acls),
         ApiKey::AddPartitionsToTxn => {
-            call!(AddPartitionsToTxnRequest, add_partitions_to_txn::handle)
+            call_ctx!(AddPartitionsToTxnRequest, add_partitions_to_txn)
         }
-        ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
-        ApiKey::EndTxn => call!(EndTxnRequest, end_txn::handle),
-        ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn_offset_commit::handle),
-        ApiKey::DescribeProducers => call!(DescribeProducersRequest, describe_producers::handle),
+        ApiKey::AddOffsetsToTxn => call_ctx!(AddOffsetsToTxnRequest, add_offsets_to_txn),
+        ApiKey::EndTxn => call_ctx!(EndTxnRequest, end_txn),
+        ApiKey::TxnOffsetCommit => call_ctx!(TxnOffsetCommitRequest, txn_offset_commit),
+        ApiKey::DescribeProducers => call_ctx!(DescribeProducersRequest, describe_producers),
         ApiKey::DescribeTransactions => {
-            call!(DescribeTransactionsRequest, describe_transactions::handle)
+            call_ctx!(DescribeTransactionsRequest, describe_transactions)
         }
-        ApiKey::ListTransactions => call!(ListTransactionsRequest, list_transactions::handle),
-        ApiKey::AlterUserScramCredentials => call!(
+        ApiKey::ListTransactions => call_ctx!(ListTransactionsRequest, list_transactions),
+        ApiKey::AlterUserScramCredentials => call_ctx!(
             AlterUserScramCredentialsRequest,
-            alter_user_scram_credentials::handle
+            alter_user_scram_credentials
         ),
-        ApiKey::DescribeUserScramCredentials => call!(
+        ApiKey::DescribeUserScramCredentials => call_ctx!(
             DescribeUserScramCredentialsRequest,
-            describe_user_scram_credentials::handle
+            describe_user_scram_credentials
         ),
         other => Err(format!("{other:?} is not supported")),
     }

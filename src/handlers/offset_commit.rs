@@ -1,12 +1,15 @@
 //! OffsetCommit: validated against the group's generation (or standalone), stored as Walrus
-//! cursors; acknowledged as durable as the fsync schedule promises.
+//! cursors; acknowledged as durable as the fsync schedule promises. Needs READ on the group
+//! and on each topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::*;
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use super::ConnCtx;
 use crate::broker::{now_ms, Broker};
 use crate::group::offsets::{Committed, MAX_METADATA};
+use crate::security::acl::{Operation, ResourceType};
 
 /// Why one partition's offset cannot be committed (OffsetCommit and TxnOffsetCommit alike):
 /// the group refused the member, the partition does not exist, or the metadata is too long.
@@ -26,8 +29,16 @@ pub fn commit_error(
     }
 }
 
-pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetCommitResponse {
+pub async fn handle(
+    b: &Broker,
+    req: OffsetCommitRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.allowed(b, Operation::Read, ResourceType::Group, &group) {
+        return refuse_all(&req, ResponseError::GroupAuthorizationFailed);
+    }
     let group_error = b.groups.validate_commit(
         &group,
         req.generation_id_or_member_epoch,
@@ -42,17 +53,22 @@ pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetComm
         .map(|t| {
             let name = t.name.0.to_string();
             let topic = b.topic(&name);
+            let allowed = ctx.allowed(b, Operation::Read, ResourceType::Topic, &name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let err = commit_error(
-                        group_error,
-                        topic
-                            .as_ref()
-                            .is_some_and(|t| t.partition(p.partition_index).is_some()),
-                        p.committed_metadata.as_deref(),
-                    );
+                    let err = if !allowed {
+                        Some(ResponseError::TopicAuthorizationFailed)
+                    } else {
+                        commit_error(
+                            group_error,
+                            topic
+                                .as_ref()
+                                .is_some_and(|t| t.partition(p.partition_index).is_some()),
+                            p.committed_metadata.as_deref(),
+                        )
+                    };
                     if err.is_none() {
                         commits.push((
                             (name.clone(), p.partition_index),
@@ -110,5 +126,28 @@ pub async fn handle(b: &Broker, req: OffsetCommitRequest, _v: i16) -> OffsetComm
             }
         }
     }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Every partition of the request answered with `e`, nothing committed.
+fn refuse_all(req: &OffsetCommitRequest, e: ResponseError) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(e.code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }

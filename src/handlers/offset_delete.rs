@@ -1,14 +1,25 @@
 //! OffsetDelete (KIP-496): removes a group's committed offsets for some partitions, unless a
-//! live member subscribes to the topic.
+//! live member subscribes to the topic. Needs DELETE on the group and READ on each topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::*;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: OffsetDeleteRequest, _v: i16) -> OffsetDeleteResponse {
+pub async fn handle(
+    b: &Broker,
+    req: OffsetDeleteRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.allowed(b, Operation::Delete, ResourceType::Group, &group) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if b.groups.describe_state(&group).is_none() {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
@@ -19,11 +30,14 @@ pub async fn handle(b: &Broker, req: OffsetDeleteRequest, _v: i16) -> OffsetDele
         .map(|t| {
             let name = t.name.0.to_string();
             let subscribed = b.groups.is_subscribed(&group, &name);
+            let allowed = ctx.allowed(b, Operation::Read, ResourceType::Topic, &name);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let err = if subscribed {
+                    let err = if !allowed {
+                        Some(ResponseError::TopicAuthorizationFailed)
+                    } else if subscribed {
                         Some(ResponseError::GroupSubscribedToTopic)
                     } else if b
                         .topic(&name)

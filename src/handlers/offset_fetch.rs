@@ -10,29 +10,55 @@ use kafka_protocol::messages::offset_fetch_response::*;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 
 /// (partition, offset, leader epoch, metadata, error code).
 type Row = (i32, i64, i32, String, i16);
 
-/// (topic, rows) for the asked partitions, or for all committed ones.
+/// (topic, rows) for the asked partitions, or for all committed ones: the group needs
+/// DESCRIBE (GROUP_AUTHORIZATION_FAILED otherwise), each topic DESCRIBE (an asked topic without
+/// it answers TOPIC_AUTHORIZATION_FAILED, an unasked one is left out).
 fn lookup(
     b: &Broker,
+    ctx: &ConnCtx,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
-) -> Vec<(String, Vec<Row>)> {
+) -> Result<Vec<(String, Vec<Row>)>, ResponseError> {
+    if !ctx.allowed(b, Operation::Describe, ResourceType::Group, group) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let may_describe = |t: &str| ctx.allowed(b, Operation::Describe, ResourceType::Topic, t);
+    let asked = topics.is_some();
     let mut rows = lookup_committed(b, group, topics);
+    for (t, parts) in &mut rows {
+        if !may_describe(t) {
+            for row in parts.iter_mut() {
+                *row = (
+                    row.0,
+                    -1,
+                    -1,
+                    String::new(),
+                    ResponseError::TopicAuthorizationFailed.code(),
+                );
+            }
+        }
+    }
+    if !asked {
+        rows.retain(|(t, _)| may_describe(t));
+    }
     if require_stable {
         for (t, parts) in &mut rows {
             for row in parts.iter_mut() {
-                if b.txns.has_pending_offset(group, t, row.0) {
+                if row.4 == 0 && b.txns.has_pending_offset(group, t, row.0) {
                     *row = (row.0, -1, -1, String::new(), UNSTABLE.code());
                 }
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
 const UNSTABLE: ResponseError = ResponseError::UnstableOffsetCommit;
@@ -69,14 +95,22 @@ fn lookup_committed(
     }
 }
 
-pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
+pub async fn handle(
+    b: &Broker,
+    req: OffsetFetchRequest,
+    v: i16,
+    ctx: &ConnCtx,
+) -> OffsetFetchResponse {
     if v < 8 {
         let topics = req.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let rows = lookup(b, req.group_id.0.as_str(), topics, req.require_stable);
+        let rows = match lookup(b, ctx, req.group_id.0.as_str(), topics, req.require_stable) {
+            Ok(rows) => rows,
+            Err(e) => return OffsetFetchResponse::default().with_error_code(e.code()),
+        };
         let topics = rows
             .into_iter()
             .map(|(t, parts)| {
@@ -111,7 +145,14 @@ pub async fn handle(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchR
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
-            let rows = lookup(b, g.group_id.0.as_str(), topics, req.require_stable);
+            let rows = match lookup(b, ctx, g.group_id.0.as_str(), topics, req.require_stable) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code())
+                }
+            };
             OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id)
                 .with_topics(

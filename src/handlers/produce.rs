@@ -1,6 +1,7 @@
 //! Produce: validate each partition's RecordBatch (size, magic, CRC32C, count) and queue it at
 //! the write stage (`appender.rs`), which applies the
-//! idempotent-producer checks, assign offsets and append to Walrus; answer per `acks`.
+//! idempotent-producer checks, assign offsets and append to Walrus; answer per `acks`. Needs
+//! WRITE on each topic, and on the transactional id for transactional batches.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -10,12 +11,13 @@ use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::*;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use tusk_protocol::batch::{split_and_validate, BatchError};
+use tusk_protocol::batch::{split_and_validate, BatchError, BatchHeader};
 
-use super::str;
+use super::{str, ConnCtx};
 use crate::appender::AppendResult;
 use crate::broker::{now_ms, Broker};
 use crate::partition::{AppendRequest, TxnCheck};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// The first error code in a response (to close the connection on acks=0 failures).
 pub fn first_error(resp: &ProduceResponse) -> Option<i16> {
@@ -152,31 +154,38 @@ impl Submitted {
 
 /// Validates every partition's batch and queues the valid ones at the write stage, in request
 /// order (so a connection's batches to a partition are written in the order it sent them).
-pub async fn submit(b: &Arc<Broker>, req: ProduceRequest) -> Submitted {
+pub async fn submit(b: &Arc<Broker>, req: ProduceRequest, ctx: &ConnCtx) -> Submitted {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut queued = Vec::new();
     if !matches!(req.acks, -1..=1) {
         // Kafka refuses the whole request, writing nothing.
-        for td in req.topic_data {
-            let parts = td
-                .partition_data
-                .iter()
-                .map(|pd| partition_error(pd.index, ResponseError::InvalidRequiredAcks, None))
-                .collect();
-            responses.push(
-                TopicProduceResponse::default()
-                    .with_name(td.name)
-                    .with_partition_responses(parts),
-            );
+        return refuse_all(req, ResponseError::InvalidRequiredAcks);
+    }
+    if has_transactional_records(&req) {
+        let allowed = req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|id| ctx.allowed(b, Operation::Write, ResourceType::TransactionalId, id));
+        if !allowed {
+            return refuse_all(req, ResponseError::TransactionalIdAuthorizationFailed);
         }
-        return Submitted { responses, queued };
     }
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.to_string();
-        // The topic, or the error every partition of it gets.
+        // The topic, or the error every partition of it gets: authorization comes first, so
+        // a client without WRITE cannot learn whether the topic exists.
         let topic: Result<_, ResponseError> = match b.topic(&name) {
+            _ if !ctx.allowed(b, Operation::Write, ResourceType::Topic, &name) => {
+                Err(ResponseError::TopicAuthorizationFailed)
+            }
             Some(t) => Ok(t),
-            None if b.config.auto_create_topics && crate::catalog::validate_name(&name).is_ok() => {
+            // Kafka creates topics only for Metadata; Tusk also on produce, with the same
+            // permission (CREATE on the cluster or the topic).
+            None if b.config.auto_create_topics
+                && crate::catalog::validate_name(&name).is_ok()
+                && (ctx.allowed(b, Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+                    || ctx.allowed(b, Operation::Create, ResourceType::Topic, &name)) =>
+            {
                 match crate::blocking(|| b.create_topic(&name, -1, BTreeMap::new())) {
                     Ok(t) => Ok(t),
                     // Made by a concurrent request: use it.
@@ -307,6 +316,38 @@ pub async fn submit(b: &Arc<Broker>, req: ProduceRequest) -> Submitted {
         );
     }
     Submitted { responses, queued }
+}
+
+/// The whole request refused with one error, nothing written.
+fn refuse_all(req: ProduceRequest, e: ResponseError) -> Submitted {
+    let responses = req
+        .topic_data
+        .into_iter()
+        .map(|td| {
+            let parts = td
+                .partition_data
+                .iter()
+                .map(|pd| partition_error(pd.index, e, None))
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_partition_responses(parts)
+        })
+        .collect();
+    Submitted {
+        responses,
+        queued: Vec::new(),
+    }
+}
+
+/// Kafka's `RequestUtils.hasTransactionalRecords`: some partition's first batch is
+/// transactional.
+fn has_transactional_records(req: &ProduceRequest) -> bool {
+    req.topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .filter_map(|p| p.records.as_ref())
+        .any(|r| BatchHeader::parse(r).is_ok_and(|h| h.is_transactional()))
 }
 
 /// Waits until the appended batches are as durable as the fsync schedule promises; on failure

@@ -1,12 +1,19 @@
-//! SyncGroup: the leader hands in the assignment; everyone gets their part.
+//! SyncGroup: the leader hands in the assignment; everyone gets their part. Needs READ on the
+//! group.
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str;
+use super::ConnCtx;
 use crate::broker::Broker;
 use crate::group::SyncRequest;
+use crate::security::acl::{Operation, ResourceType};
 
-pub async fn handle(b: &Broker, req: SyncGroupRequest, v: i16) -> SyncGroupResponse {
+pub async fn handle(b: &Broker, req: SyncGroupRequest, v: i16, ctx: &ConnCtx) -> SyncGroupResponse {
+    if !ctx.allowed(b, Operation::Read, ResourceType::Group, &req.group_id) {
+        let code = kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code();
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let res = b
         .groups
         .sync(SyncRequest {

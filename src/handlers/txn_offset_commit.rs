@@ -1,16 +1,38 @@
 //! TxnOffsetCommit: consumer-group offsets held with a transaction, committed when it commits.
 //! The group's generation is checked like an OffsetCommit's when the request names a member.
+//! Needs WRITE on the transactional id and READ on the group and each topic.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::*;
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::offset_commit::commit_error;
+use super::ConnCtx;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
 use crate::txn::PendingOffset;
 
-pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffsetCommitResponse {
+pub async fn handle(
+    b: &Broker,
+    req: TxnOffsetCommitRequest,
+    _v: i16,
+    ctx: &ConnCtx,
+) -> TxnOffsetCommitResponse {
     let group = req.group_id.as_str();
+    // WRITE on the transactional id, READ on the group (each refusing the whole request),
+    // READ on each topic.
+    let refused = if !ctx.allowed(
+        b,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.allowed(b, Operation::Read, ResourceType::Group, group) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     // Members of a live group commit within their generation (v3+, KIP-447).
     let group_error = if req.generation_id >= 0 || !req.member_id.is_empty() {
         b.groups.validate_commit(
@@ -26,12 +48,20 @@ pub async fn handle(b: &Broker, req: TxnOffsetCommitRequest, _v: i16) -> TxnOffs
     let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::new();
     for t in &req.topics {
         let mut errs = Vec::new();
+        let topic_refused =
+            refused.is_none() && !ctx.allowed(b, Operation::Read, ResourceType::Topic, &t.name);
         for p in &t.partitions {
-            let err = commit_error(
-                group_error,
-                b.partition(t.name.as_str(), p.partition_index).is_ok(),
-                p.committed_metadata.as_deref(),
-            );
+            let err = if let Some(e) = refused {
+                Some(e)
+            } else if topic_refused {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else {
+                commit_error(
+                    group_error,
+                    b.partition(t.name.as_str(), p.partition_index).is_ok(),
+                    p.committed_metadata.as_deref(),
+                )
+            };
             if err.is_none() {
                 pending.push(PendingOffset {
                     topic: t.name.to_string(),

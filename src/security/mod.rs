@@ -2,8 +2,12 @@
 //! (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), TLS with rustls (`tls.rs`), SASL PLAIN and
 //! SCRAM-SHA-256/512 (`sasl.rs`, `scram.rs`) against persisted credentials
 //! (`credentials.rs`). A connection's principal is `User:ANONYMOUS` until TLS client
-//! authentication or SASL names it.
+//! authentication or SASL names it. With `--authorizer-class-name acl`, every request is
+//! checked against ACLs (`acl.rs`: Kafka's model and matching rules; `authorizer.rs`: the
+//! persisted ACLs, super users and the no-ACL default).
 
+pub mod acl;
+pub mod authorizer;
 pub mod credentials;
 pub mod oauth;
 pub mod principal_rules;
