@@ -128,7 +128,7 @@ calibrate: ## Run the Java tier and librdkafka's allowlist against Apache Kafka 
 	./scripts/kafka-fixture.sh stop $(CURDIR)/target/calibrate-kafka
 
 differential: build ## Compare Tusk's answers with Apache Kafka's (starts the Kafka fixture; TUSK_DIFF_REPORT=1 prints every difference)
-	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential -- --nocapture
+	TUSK_DIFF_REPORT=1 $(CARGO) test --release --test differential --test differential_acl -- --nocapture
 
 kafka-fixture: ## Run Apache Kafka on 127.0.0.1:19092 (data in target/kafka-fixture) for manual comparisons
 	./scripts/kafka-fixture.sh start $(CURDIR)/target/kafka-fixture 19092

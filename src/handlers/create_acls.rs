@@ -41,6 +41,14 @@ pub fn check(req: &CreateAclsRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// What Kafka's `AclBinding` refuses to hold: ANY (or MATCH) where a concrete value belongs.
+fn unbuildable(a: &AclBinding) -> bool {
+    a.resource_type == ResourceType::Any
+        || matches!(a.pattern, PatternType::Any | PatternType::Match)
+        || a.operation == Operation::Any
+        || a.permission == Permission::Any
+}
+
 pub async fn handle(
     b: &Broker,
     req: CreateAclsRequest,
@@ -68,13 +76,27 @@ pub async fn handle(
             "Request CreateAcls is not authorized.",
         );
     }
+    let bindings: Vec<AclBinding> = req.creations.iter().map(binding).collect();
+    if bindings.iter().any(unbuildable) {
+        // Kafka cannot even build such an ACL and fails the whole request, without a message.
+        tracing::warn!("CreateAcls refused: an ACL with resource type ANY, pattern type ANY or MATCH, operation ANY or permission ANY");
+        let results = req
+            .creations
+            .iter()
+            .map(|_| {
+                AclCreationResult::default()
+                    .with_error_code(ResponseError::UnknownServerError.code())
+                    .with_error_message(None)
+            })
+            .collect();
+        return CreateAclsResponse::default().with_results(results);
+    }
     if req.creations.len() > MAX_CHANGES_PER_REQUEST {
         return all(
             ResponseError::UnknownServerError,
             &format!("Cannot create more than {MAX_CHANGES_PER_REQUEST} acls in a single request."),
         );
     }
-    let bindings: Vec<AclBinding> = req.creations.iter().map(binding).collect();
     let invalid: Vec<Option<String>> = bindings.iter().map(|a| a.invalid()).collect();
     let valid: Vec<AclBinding> = bindings
         .iter()

@@ -77,20 +77,23 @@ pub async fn handle(
             for a in &acls {
                 tracing::info!(principal = %ctx.auth.principal, acl = ?a, "ACL deleted");
             }
-            DeleteAclsFilterResult::default().with_matching_acls(
-                acls.into_iter()
-                    .map(|a| {
-                        DeleteAclsMatchingAcl::default()
-                            .with_resource_type(a.resource_type.code())
-                            .with_resource_name(str(&a.name))
-                            .with_pattern_type(a.pattern.code())
-                            .with_principal(str(&a.principal))
-                            .with_host(str(&a.host))
-                            .with_operation(a.operation.code())
-                            .with_permission_type(a.permission.code())
-                    })
-                    .collect(),
-            )
+            DeleteAclsFilterResult::default()
+                .with_error_message(None)
+                .with_matching_acls(
+                    acls.into_iter()
+                        .map(|a| {
+                            DeleteAclsMatchingAcl::default()
+                                .with_error_message(None)
+                                .with_resource_type(a.resource_type.code())
+                                .with_resource_name(str(&a.name))
+                                .with_pattern_type(a.pattern.code())
+                                .with_principal(str(&a.principal))
+                                .with_host(str(&a.host))
+                                .with_operation(a.operation.code())
+                                .with_permission_type(a.permission.code())
+                        })
+                        .collect(),
+                )
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)

@@ -184,6 +184,12 @@ impl AclBinding {
                 kafka_name(self.permission)
             ));
         }
+        if !self.principal.contains(':') {
+            return Some(format!(
+                "Could not parse principal from `{}` (no colon is present separating the principal type from the principal name)",
+                self.principal
+            ));
+        }
         None
     }
 

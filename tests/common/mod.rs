@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod diff;
 pub mod wire;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
