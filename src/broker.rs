@@ -33,6 +33,8 @@ pub struct Broker {
     pub credentials: crate::security::credentials::Credentials,
     /// ACLs, when `--authorizer-class-name acl`; allows everything otherwise.
     pub authorizer: crate::security::authorizer::Authorizer,
+    /// Client quotas and the rates they are measured with.
+    pub quotas: crate::quota::Quotas,
     /// How OAUTHBEARER tokens are validated.
     pub oauth: crate::security::oauth::Validator,
     /// `ssl.principal.mapping.rules`: client-certificate subjects to principal names.
@@ -141,6 +143,13 @@ impl Broker {
             &config.super_users,
             config.allow_everyone_if_no_acl_found,
         )?;
+        let quotas = crate::quota::Quotas::load(
+            &store,
+            crate::quota::rate::RateConfig {
+                samples: config.quota_window_num,
+                window_ms: config.quota_window_size_seconds * 1000,
+            },
+        )?;
         let principal_rules = crate::security::principal_rules::PrincipalRules::parse(
             &config.ssl_principal_mapping_rules,
         )
@@ -170,6 +179,7 @@ impl Broker {
             sync_waiters,
             credentials,
             authorizer,
+            quotas,
             oauth,
             principal_rules,
             appender,

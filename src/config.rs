@@ -224,6 +224,14 @@ pub struct Config {
     #[arg(long, env = "TUSK_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_everyone_if_no_acl_found: bool,
 
+    /// Kafka's `quota.window.num`: client quotas are measured over this many windows.
+    #[arg(long, env = "TUSK_QUOTA_WINDOW_NUM", default_value_t = 11, value_parser = clap::value_parser!(u32).range(1..))]
+    pub quota_window_num: u32,
+
+    /// Kafka's `quota.window.size.seconds`: the length of each quota window.
+    #[arg(long, env = "TUSK_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_window_size_seconds: u64,
+
     /// Check that a broker answers at HOST:PORT (ApiVersions) and exit 0 or 1; for container
     /// health checks.
     #[arg(long, value_name = "HOST:PORT")]

@@ -165,6 +165,22 @@ async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
                 last_active = tokio::time::Instant::now();
             }
         }
+        // A client over its quota (KIP-219): its answers go out, but nothing more is read
+        // from it until the throttle time has passed.
+        if let Some(until) = ctx
+            .throttled_until
+            .filter(|t| *t > tokio::time::Instant::now())
+        {
+            if *shutdown.borrow() && owed.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => ctx.throttled_until = None,
+                done = wait_head(&mut owed), if !owed.is_empty() => done?,
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
         let frame = if owed.len() >= MAX_IN_FLIGHT {
             None
         } else {

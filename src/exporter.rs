@@ -134,6 +134,34 @@ pub fn render(b: &Broker) -> String {
         b.metrics.auth_successes.load(Ordering::Relaxed),
         b.metrics.auth_failures.load(Ordering::Relaxed)
     );
+    let quotas = [
+        "producer_byte_rate",
+        "consumer_byte_rate",
+        "request_percentage",
+    ];
+    for (metric, help, pick) in [
+        (
+            "tusk_quota_throttles_total",
+            "Answers throttled by a client quota (KIP-13/124), by quota.",
+            0,
+        ),
+        (
+            "tusk_quota_throttle_ms_total",
+            "Milliseconds of throttling imposed by client quotas.",
+            1,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for (i, name) in quotas.iter().enumerate() {
+            let (count, ms) = &b.metrics.throttles[i];
+            let v = if pick == 0 { count } else { ms };
+            let _ = writeln!(
+                out,
+                "{metric}{{quota=\"{name}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
     out
 }
 

@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod partition;
 pub mod producer;
+pub mod quota;
 pub mod security;
 pub mod server;
 pub mod topic_config;

@@ -165,6 +165,7 @@ fn read(
 const INLINE_READ_BYTES: usize = 1 << 20;
 
 /// Long-polls like Kafka's delayed fetch: until `min_bytes` are available or `max_wait_ms`.
+/// Also returns how long reading took (the waiting is not request time for quotas).
 /// While waiting, only appends to the partitions this fetch names wake it, and a wake-up
 /// compares sizes in the batch index; data is read (copied) once, when the answer is due.
 pub async fn handle(
@@ -172,7 +173,7 @@ pub async fn handle(
     mut req: FetchRequest,
     v: i16,
     ctx: &ConnCtx,
-) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
+) -> (FetchResponse, Option<OwnedSemaphorePermit>, Duration) {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -251,8 +252,23 @@ pub async fn handle(
         }
         tracing::debug!("fetch answered without records: fetch memory is spent");
     }
+    let reading = std::time::Instant::now();
     let (responses, _, _) = read(b, &req, v, permit.is_some(), &denied);
-    (FetchResponse::default().with_responses(responses), permit)
+    (
+        FetchResponse::default().with_responses(responses),
+        permit,
+        reading.elapsed(),
+    )
+}
+
+/// The record bytes an answer carries (what consumer byte-rate quotas count).
+pub fn record_bytes(resp: &FetchResponse) -> usize {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.as_ref())
+        .map(|r| r.len())
+        .sum()
 }
 
 /// Memory is reserved in units of this many bytes.

@@ -14,6 +14,7 @@ use crate::security::authorizer::Requester;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -25,6 +26,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -65,6 +67,9 @@ pub struct ConnCtx {
     pub auth: Auth,
     /// The peer's address as ACL hosts name it (`acl::host_string`).
     pub host: String,
+    /// A client over its quota: nothing more is read from it until then (KIP-219's muted
+    /// channel).
+    pub throttled_until: Option<tokio::time::Instant>,
 }
 
 impl ConnCtx {
@@ -76,7 +81,41 @@ impl ConnCtx {
             unapplied: Vec::new(),
             auth,
             host: crate::security::acl::host_string(peer.ip()),
+            throttled_until: None,
         }
+    }
+
+    /// Charges `value` to this client's quota of `kind`; the throttle time in ms (the
+    /// connection is muted that long). A request-time throttle lasts at most one quota window,
+    /// as in Kafka.
+    pub fn charge(&mut self, b: &Broker, kind: crate::quota::Kind, value: f64) -> i32 {
+        if !b.quotas.any() {
+            return 0;
+        }
+        let user = crate::quota::user_of(&self.auth.principal);
+        let now = crate::clock::now_ms().max(0) as u64;
+        let mut ms = b.quotas.record(kind, user, &self.client_id, value, now);
+        if kind == crate::quota::Kind::Request {
+            ms = ms.min(b.config.quota_window_size_seconds * 1000);
+        }
+        self.throttle(b, kind, ms);
+        ms.min(i32::MAX as u64) as i32
+    }
+
+    /// Takes back what `charge` recorded (a throttled fetch returns nothing).
+    pub fn refund(&self, b: &Broker, kind: crate::quota::Kind, value: f64) {
+        let user = crate::quota::user_of(&self.auth.principal);
+        let now = crate::clock::now_ms().max(0) as u64;
+        b.quotas.unrecord(kind, user, &self.client_id, value, now);
+    }
+
+    fn throttle(&mut self, b: &Broker, kind: crate::quota::Kind, ms: u64) {
+        if ms == 0 {
+            return;
+        }
+        b.metrics.throttled(kind, ms);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
     }
 
     /// Who sent the request, as the authorizer sees them.
@@ -235,6 +274,7 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
             .map(|o| Reply::Now(Some(o)))
             .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key));
     }
+    let started = std::time::Instant::now();
     if req.api_key != ApiKey::Produce {
         // Requests are applied in arrival order: earlier produce requests' batches are written
         // (not necessarily durable) before anything later on the connection is handled.
@@ -244,9 +284,25 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
     }
     if req.api_key == ApiKey::Fetch {
         let v = req.version;
-        let body: FetchRequest =
+        let mut body: FetchRequest =
             decode_body(&req).map_err(|e| format!("cannot decode Fetch v{v}: {e}"))?;
-        let (resp, permit) = fetch::handle(b, body, v, ctx).await;
+        // Never more at once than the quota lets through in its window (Kafka's
+        // getMaxValueInQuotaWindow).
+        let user = crate::quota::user_of(&ctx.auth.principal);
+        if let Some(max) = b.quotas.max_fetch_bytes(user, &ctx.client_id) {
+            body.max_bytes = body.max_bytes.min(max.clamp(1, i32::MAX as u64) as i32);
+        }
+        let (mut resp, mut permit, busy) = fetch::handle(b, body, v, ctx).await;
+        let bytes = fetch::record_bytes(&resp) as f64;
+        let bandwidth = ctx.charge(b, crate::quota::Kind::Fetch, bytes);
+        if bandwidth > 0 {
+            // A throttled fetch returns no data (and so costs none), as in Kafka.
+            ctx.refund(b, crate::quota::Kind::Fetch, bytes);
+            resp.responses.clear();
+            permit = None;
+        }
+        let request = ctx.charge(b, crate::quota::Kind::Request, percent_of_second(busy));
+        resp.throttle_time_ms = bandwidth.max(request);
         let out = encode_response(ApiKey::Fetch, v, req.header.correlation_id, &resp)
             .map_err(|e| format!("cannot encode Fetch v{v} response: {e}"))?;
         return Ok(match permit {
@@ -255,14 +311,32 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
         });
     }
     if req.api_key != ApiKey::Produce {
-        return dispatch_now(b, req, ctx).await.map(Reply::Now);
+        let exempt = req.api_key == ApiKey::ApiVersions;
+        let out = dispatch_now(b, req, ctx).await.map(Reply::Now);
+        if !exempt {
+            // Request-time quotas mute the connection; these answers do not carry the time.
+            ctx.charge(
+                b,
+                crate::quota::Kind::Request,
+                percent_of_second(started.elapsed()),
+            );
+        }
+        return out;
     }
     let v = req.version;
     let corr = req.header.correlation_id;
+    let size = req.body.len() as f64;
     let body: ProduceRequest =
         decode_body(&req).map_err(|e| format!("cannot decode Produce v{v}: {e}"))?;
     let acks = body.acks;
     let submitted = produce::submit(b, body, ctx).await;
+    let bandwidth = ctx.charge(b, crate::quota::Kind::Produce, size);
+    let request = ctx.charge(
+        b,
+        crate::quota::Kind::Request,
+        percent_of_second(started.elapsed()),
+    );
+    let throttle_ms = bandwidth.max(request);
     if acks == 0 {
         // Kafka sends nothing for acks=0, but closes the connection on an error so the
         // producer notices.
@@ -286,8 +360,14 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
         if wrote && b.sync_for_ack_needed() {
             produce::await_durable(&b, &mut resp).await;
         }
+        resp.throttle_time_ms = throttle_ms;
         encode(&resp)
     })))
+}
+
+/// Request-handling time as Kafka's request quotas count it: percent of one second.
+fn percent_of_second(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 100.0
 }
 
 async fn dispatch_now(
@@ -370,6 +450,10 @@ async fn dispatch_now(
             DescribeUserScramCredentialsRequest,
             describe_user_scram_credentials
         ),
+        ApiKey::DescribeClientQuotas => {
+            call_ctx!(DescribeClientQuotasRequest, describe_client_quotas)
+        }
+        ApiKey::AlterClientQuotas => call_ctx!(AlterClientQuotasRequest, alter_client_quotas),
         other => Err(format!("{other:?} is not supported")),
     }
 }

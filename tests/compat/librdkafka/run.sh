@@ -135,11 +135,16 @@ start_tusk() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   # The sasl scenario: one SASL_PLAINTEXT listener with a PLAIN user (test.conf gets the
   # client side, below).
+  # The acl scenario: the same with the ACL authorizer, open where no ACL applies (as
+  # librdkafka's own test clusters run: the test user is no super user).
   local security=()
-  if [ "$sc" = sasl ]; then
+  if [ "$sc" = sasl ] || [ "$sc" = acl ]; then
     printf 'testuser:testpass\n' > "$work/sasl-users.txt"
     security=(--listeners "SASL_PLAINTEXT://127.0.0.1:$port" --sasl-plain-users-file "$work/sasl-users.txt"
               --connections-max-reauth-ms 5000)
+  fi
+  if [ "$sc" = acl ]; then
+    security+=(--authorizer-class-name acl --allow-everyone-if-no-acl-found true)
   fi
   "$tusk_bin" --listen "127.0.0.1:$port" --data-dir "$work/data-$sc" --num-partitions 4 \
     --auto-create-topics "$autocreate" --accept-replication-factor 3 "${security[@]}" \
@@ -148,6 +153,8 @@ start_tusk() {
   tusk_port[$sc]=$port
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 }
+# The runner knows librdkafka's scenarios; Tusk's security ones run in "default".
+runner_scenario() { case "$1" in sasl|acl) echo default ;; *) echo "$1" ;; esac; }
 results="${COMPAT_RESULTS:-$root/target/compat}"
 mkdir -p "$results"
 
@@ -158,13 +165,13 @@ for item in $tests; do
   [ "$item" != "$t" ] && sc=${item#*@}
   start_tusk "$sc"
   echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
-  if [ "$sc" = sasl ]; then
+  if [ "$sc" = sasl ] || [ "$sc" = acl ]; then
     printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=testuser\nsasl.password=testpass\n' >> "$src/tests/test.conf"
   fi
   start=$(date +%s.%N)
   (cd "$src/tests" && unset CI && TESTS="$t" TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.9.0}" \
      BROKERS="127.0.0.1:${tusk_port[$sc]}" \
-     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "${sc/sasl/default}" \
+     LD_LIBRARY_PATH=../src:../src-cpp timeout -k 5 "${long_timeout[$t]:-$per_test_timeout}" stdbuf -oL ./test-runner -p1 -E -L -s "$(runner_scenario "$sc")" \
      > "$results/$t.log" 2>&1)
   rc=$?
   secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')")
