@@ -67,7 +67,10 @@ fn check(a: &Alteration, current: &BTreeMap<String, f64>) -> Outcome {
         let key = op.key.to_string();
         if !seen.insert(key.clone()) {
             // Kafka's answer names the entity, not the key.
-            return Err(invalid(format!("Ignoring duplicate entity {}", describe(&entity))));
+            return Err(invalid(format!(
+                "Ignoring duplicate entity {}",
+                describe(&entity)
+            )));
         }
         if op.remove {
             if current.contains_key(&key) {

@@ -98,6 +98,9 @@ impl ConnCtx {
         if kind == crate::quota::Kind::Request {
             ms = ms.min(b.config.quota_window_size_seconds * 1000);
         }
+        if ms > 0 {
+            tracing::debug!(?kind, user, client_id = %self.client_id, value, throttle_ms = ms, "quota exceeded");
+        }
         self.throttle(b, kind, ms);
         ms.min(i32::MAX as u64) as i32
     }

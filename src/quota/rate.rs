@@ -1,9 +1,11 @@
-//! Kafka's sampled rate (`org.apache.kafka.common.metrics.stats.Rate`) and the throttle time a
-//! violation earns (`QuotaUtils.throttleTime`): values are summed in `samples` windows of
-//! `window_ms`; the rate is the sum over the live windows divided by the time they cover, never
-//! less than `samples - 1` windows (so one burst after a quiet period is spread over ~10 s, as
-//! in Kafka); a client over its quota is throttled for as long as it takes the rate to fall back
-//! to the quota if it sends nothing more.
+//! Kafka's sampled rate (`org.apache.kafka.common.metrics.stats.Rate` over `SampledStat`) and
+//! the throttle time a violation earns (`QuotaUtils.throttleTime`): values are summed in
+//! windows of `window_ms`, each started by the first record after the previous one ended; a
+//! window without a record for `samples` windows' time is dropped. The rate is the sum over the
+//! live windows divided by the time since the oldest started, never less than `samples - 1`
+//! windows (so one burst after a quiet period is spread over ~10 s with Kafka's defaults); a
+//! client over its quota is throttled for as long as it takes the rate to fall back to the
+//! quota if it sends nothing more.
 
 use std::collections::VecDeque;
 
@@ -17,58 +19,57 @@ pub struct RateConfig {
 
 #[derive(Debug, Default)]
 pub struct SampledRate {
-    /// (window start ms, sum recorded in it), oldest first.
-    windows: VecDeque<(u64, f64)>,
+    /// (window start ms, last record ms, sum recorded in it), oldest first; `samples` + 1 at
+    /// most (Kafka keeps one more for the window overlapping the measured span).
+    windows: VecDeque<(u64, u64, f64)>,
 }
 
 impl SampledRate {
+    /// Drops windows without a record in the last `samples` windows' time.
     fn purge(&mut self, cfg: RateConfig, now: u64) {
-        let horizon = now.saturating_sub(cfg.samples as u64 * cfg.window_ms);
-        while self
-            .windows
-            .front()
-            .is_some_and(|(start, _)| *start + cfg.window_ms <= horizon)
-        {
-            self.windows.pop_front();
-        }
+        let expire = cfg.samples as u64 * cfg.window_ms;
+        self.windows
+            .retain(|(_, last, _)| now.saturating_sub(*last) < expire);
     }
 
     pub fn record(&mut self, cfg: RateConfig, value: f64, now: u64) {
         self.purge(cfg, now);
         match self.windows.back_mut() {
-            Some((start, sum)) if now < *start + cfg.window_ms => *sum += value,
+            Some((start, last, sum)) if now.saturating_sub(*start) < cfg.window_ms => {
+                *sum += value;
+                *last = now;
+            }
             _ => {
-                self.windows.push_back((now, value));
-                if self.windows.len() > cfg.samples as usize {
+                self.windows.push_back((now, now, value));
+                if self.windows.len() > cfg.samples as usize + 1 {
                     self.windows.pop_front();
                 }
             }
         }
     }
 
-    /// The time the rate is measured over: since the oldest live window, at least
+    /// The time the rate is measured over: since the oldest live window started, at least
     /// `samples - 1` full windows.
     pub fn window_size_ms(&mut self, cfg: RateConfig, now: u64) -> u64 {
         self.purge(cfg, now);
-        let elapsed = self
+        let mut elapsed = self
             .windows
-            .front()
-            .map(|(start, _)| now.saturating_sub(*start))
-            .unwrap_or(0);
-        let min = (cfg.samples.saturating_sub(1) as u64).max(1) * cfg.window_ms;
+            .iter()
+            .map(|(start, _, _)| *start)
+            .min()
+            .map_or(0, |start| now.saturating_sub(start));
         let full = elapsed / cfg.window_ms;
         let min_full = cfg.samples.saturating_sub(1) as u64;
         if full < min_full {
-            elapsed + (min_full - full) * cfg.window_ms
-        } else {
-            elapsed.max(min)
+            elapsed += (min_full - full) * cfg.window_ms;
         }
+        elapsed.max(1)
     }
 
     /// Per second.
     pub fn measure(&mut self, cfg: RateConfig, now: u64) -> f64 {
-        let size = self.window_size_ms(cfg, now).max(1);
-        let total: f64 = self.windows.iter().map(|(_, v)| v).sum();
+        let size = self.window_size_ms(cfg, now);
+        let total: f64 = self.windows.iter().map(|(_, _, v)| v).sum();
         total * 1000.0 / size as f64
     }
 
@@ -132,6 +133,6 @@ mod tests {
         let mut r = SampledRate::default();
         r.record(CFG, 5.0, 0);
         assert!(!r.is_idle(CFG, 5_000));
-        assert!(r.is_idle(CFG, 12_001));
+        assert!(r.is_idle(CFG, 11_000));
     }
 }

@@ -14,12 +14,23 @@ use kafka_protocol::records::{
 };
 
 pub fn request<T: Encodable>(key: ApiKey, version: i16, corr: i32, body: &T) -> Vec<u8> {
+    request_as(key, version, corr, "bad-input-test", body)
+}
+
+/// A framed request whose header names `client_id`.
+pub fn request_as<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    corr: i32,
+    client_id: &str,
+    body: &T,
+) -> Vec<u8> {
     let mut b = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut b, key.request_header_version(version))
         .unwrap();
     body.encode(&mut b, version).unwrap();

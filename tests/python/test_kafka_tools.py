@@ -121,6 +121,25 @@ def test_configs_describe_and_alter(broker):
     assert "Invalid value abc for configuration retention.ms" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def test_configs_manage_client_quotas(broker):
+    bs = ["--bootstrap-server", broker.bootstrap]
+    tool(CONFIGS, *bs, "--alter", "--add-config", "producer_byte_rate=1048576,consumer_byte_rate=2097152",
+         "--entity-type", "users", "--entity-name", "alice", "--entity-type", "clients",
+         "--entity-name", "app")
+    tool(CONFIGS, *bs, "--alter", "--add-config", "request_percentage=50",
+         "--entity-type", "clients", "--entity-default")
+    out = tool(CONFIGS, *bs, "--describe", "--entity-type", "users", "--entity-name", "alice",
+               "--entity-type", "clients", "--entity-name", "app")
+    assert "producer_byte_rate=1048576.0" in out and "consumer_byte_rate=2097152.0" in out, out
+    out = tool(CONFIGS, *bs, "--describe", "--entity-type", "clients", "--entity-default")
+    assert "request_percentage=50.0" in out, out
+    tool(CONFIGS, *bs, "--alter", "--delete-config", "consumer_byte_rate", "--entity-type", "users",
+         "--entity-name", "alice", "--entity-type", "clients", "--entity-name", "app")
+    out = tool(CONFIGS, *bs, "--describe", "--entity-type", "users", "--entity-name", "alice",
+               "--entity-type", "clients", "--entity-name", "app")
+    assert "consumer_byte_rate" not in out and "producer_byte_rate=1048576.0" in out, out
+
+
 def test_transactions_tool_lists_and_describes(broker):
     from confluent_kafka import Producer
 
