@@ -135,10 +135,10 @@ start_tusk() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   # The sasl scenario: one SASL_PLAINTEXT listener with a PLAIN user (test.conf gets the
   # client side, below).
-  # The acl scenario: the same with the ACL authorizer, open where no ACL applies (as
-  # librdkafka's own test clusters run: the test user is no super user).
+  # The acl scenario: PLAINTEXT with the ACL authorizer, open where no ACL applies (tests
+  # drive kafka-acls.sh without security settings, so ANONYMOUS must be able to manage ACLs).
   local security=()
-  if [ "$sc" = sasl ] || [ "$sc" = acl ]; then
+  if [ "$sc" = sasl ]; then
     printf 'testuser:testpass\n' > "$work/sasl-users.txt"
     security=(--listeners "SASL_PLAINTEXT://127.0.0.1:$port" --sasl-plain-users-file "$work/sasl-users.txt"
               --connections-max-reauth-ms 5000)
@@ -165,7 +165,7 @@ for item in $tests; do
   [ "$item" != "$t" ] && sc=${item#*@}
   start_tusk "$sc"
   echo "bootstrap.servers=127.0.0.1:${tusk_port[$sc]}" > "$src/tests/test.conf"
-  if [ "$sc" = sasl ] || [ "$sc" = acl ]; then
+  if [ "$sc" = sasl ]; then
     printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=testuser\nsasl.password=testpass\n' >> "$src/tests/test.conf"
   fi
   start=$(date +%s.%N)
