@@ -156,6 +156,7 @@ impl Broker {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let oauth = crate::security::oauth::Validator::new(
             config.sasl_oauthbearer_jwks_endpoint_url.as_deref(),
+            std::time::Duration::from_millis(config.sasl_oauthbearer_jwks_endpoint_refresh_ms),
             config.sasl_oauthbearer_expected_issuer.clone(),
             config.sasl_oauthbearer_expected_audience.clone(),
             config.sasl_oauthbearer_sub_claim_name.clone(),

@@ -175,11 +175,19 @@ pub struct Config {
     #[arg(long, env = "TUSK_SASL_PLAIN_USERS_FILE")]
     pub sasl_plain_users_file: Option<PathBuf>,
 
-    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL here): OAUTHBEARER tokens
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url` (`https:`, `http:` or `file:`): OAUTHBEARER tokens
     /// must then be RS256 JWSs signed by one of its keys; without it, unsecured JWTs are
     /// accepted (Kafka's development default).
     #[arg(long, env = "TUSK_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
     pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the JWKS is fetched again.
+    #[arg(
+        long,
+        env = "TUSK_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS",
+        default_value_t = 3_600_000
+    )]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: u64,
 
     /// Kafka's `sasl.oauthbearer.expected.issuer` (the `iss` claim signed tokens must carry).
     #[arg(long, env = "TUSK_SASL_OAUTHBEARER_EXPECTED_ISSUER")]

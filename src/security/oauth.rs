@@ -4,9 +4,11 @@
 //! - with `--sasl-oauthbearer-jwks-endpoint-url` (Kafka's OAuthBearerValidatorCallbackHandler):
 //!   a JWS signed with RS256 by a key of the JWKS (matched by `kid`), `exp` in the future,
 //!   `nbf`/`iat` not in the future, and the expected issuer and audience when configured. The
-//!   JWKS comes from a `file:` URL, read at start and again when a token names an unknown key
-//!   (at most once a second). The principal is the `sub` claim (or
-//!   `--sasl-oauthbearer-sub-claim-name`).
+//!   JWKS comes from an `https:`, `http:` or `file:` URL, fetched at start, again every
+//!   `--sasl-oauthbearer-jwks-endpoint-refresh-ms` (Kafka's refresh, 1 h by default) and when a
+//!   token names an unknown key (at most once a second). Fetches happen on the authenticating
+//!   request's blocking thread (`crate::blocking`), each bounded by a 10 s timeout. The
+//!   principal is the `sub` claim (or `--sasl-oauthbearer-sub-claim-name`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +24,10 @@ use serde_json::Value;
 const CLOCK_SKEW_SECS: f64 = 30.0;
 /// Least time between two JWKS reloads triggered by unknown key ids.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// A JWKS fetch over HTTP(S) gives up after this long.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A JWKS document larger than this is refused.
+const MAX_JWKS_BYTES: u64 = 1 << 20;
 
 /// What the broker checks tokens against.
 pub struct Validator {
@@ -37,14 +43,62 @@ type RsaKey = (Vec<u8>, Vec<u8>);
 type Keys = HashMap<String, RsaKey>;
 
 struct Jwks {
-    path: PathBuf,
-    /// The keys, and when they were last reloaded for an unknown key id.
-    keys: Mutex<(Keys, Option<Instant>)>,
+    source: Source,
+    refresh: Duration,
+    /// The keys, when they were fetched, and when they were last reloaded for an unknown key id.
+    keys: Mutex<(Keys, Instant, Option<Instant>)>,
 }
 
-fn read_jwks(path: &std::path::Path) -> Result<Keys, String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Where the JWKS document is.
+enum Source {
+    File(PathBuf),
+    Http(String),
+}
+
+impl Source {
+    fn parse(url: &str) -> Source {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            return Source::Http(url.to_string());
+        }
+        Source::File(PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Http(u) => u.clone(),
+        }
+    }
+
+    fn fetch(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Source::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            Source::Http(url) => {
+                let resp = ureq::AgentBuilder::new()
+                    .timeout(FETCH_TIMEOUT)
+                    .build()
+                    .get(url)
+                    .call()
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(resp.into_reader(), MAX_JWKS_BYTES + 1),
+                    &mut body,
+                )
+                .map_err(|e| format!("{url}: {e}"))?;
+                if body.len() as u64 > MAX_JWKS_BYTES {
+                    return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+                }
+                Ok(body)
+            }
+        }
+    }
+}
+
+fn read_jwks(source: &Source) -> Result<Keys, String> {
+    let text = source.fetch()?;
+    let name = source.name();
+    let v: Value = serde_json::from_slice(&text).map_err(|e| format!("{name}: {e}"))?;
     let mut keys = HashMap::new();
     for k in v
         .get("keys")
@@ -68,9 +122,11 @@ fn read_jwks(path: &std::path::Path) -> Result<Keys, String> {
 }
 
 impl Validator {
-    /// `jwks_url`: a `file:` URL (or a plain path) of a JWKS document.
+    /// `jwks_url`: an `https:`, `http:` or `file:` URL (or a plain path) of a JWKS document,
+    /// fetched again every `refresh`.
     pub fn new(
         jwks_url: Option<&str>,
+        refresh: Duration,
         issuer: Option<String>,
         audience: Option<String>,
         sub_claim: String,
@@ -78,21 +134,23 @@ impl Validator {
         let jwks = match jwks_url {
             None => None,
             Some(url) => {
-                let path = match url.strip_prefix("file://") {
-                    Some(p) => PathBuf::from(p),
-                    None if url.contains("://") => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("--sasl-oauthbearer-jwks-endpoint-url {url}: only file: URLs are supported"),
-                        ))
-                    }
-                    None => PathBuf::from(url),
-                };
-                let keys = read_jwks(&path)
+                if url.contains("://")
+                    && !["https://", "http://", "file://"]
+                        .iter()
+                        .any(|p| url.starts_with(p))
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("--sasl-oauthbearer-jwks-endpoint-url {url}: https:, http: or file: URLs only"),
+                    ));
+                }
+                let source = Source::parse(url);
+                let keys = read_jwks(&source)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 Some(Jwks {
-                    path,
-                    keys: Mutex::new((keys, None)),
+                    source,
+                    refresh,
+                    keys: Mutex::new((keys, Instant::now(), None)),
                 })
             }
         };
@@ -191,18 +249,26 @@ impl Validator {
 }
 
 impl Jwks {
-    /// The key `kid`, reloading the JWKS once if it is unknown (keys rotate).
+    /// The key `kid`: the JWKS is fetched again when it is older than the refresh interval,
+    /// and once (at most every second) when it does not have the key (keys rotate). A failed
+    /// fetch keeps the keys there were.
     fn key(&self, kid: &str) -> Option<RsaKey> {
         let mut g = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = g.0.get(kid) {
-            return Some(k.clone());
+        let stale = g.1.elapsed() >= self.refresh;
+        if !stale {
+            if let Some(k) = g.0.get(kid) {
+                return Some(k.clone());
+            }
+            if g.2.is_some_and(|t| t.elapsed() < RELOAD_AT_MOST_EVERY) {
+                return None;
+            }
+            g.2 = Some(Instant::now());
         }
-        if g.1.is_some_and(|t| t.elapsed() < RELOAD_AT_MOST_EVERY) {
-            return None;
-        }
-        g.1 = Some(Instant::now());
-        match read_jwks(&self.path) {
-            Ok(keys) => g.0 = keys,
+        match read_jwks(&self.source) {
+            Ok(keys) => {
+                g.0 = keys;
+                g.1 = Instant::now();
+            }
             Err(e) => tracing::warn!("JWKS not reloaded: {e}"),
         }
         g.0.get(kid).cloned()
@@ -223,7 +289,7 @@ mod tests {
 
     #[test]
     fn unsecured_jwts_as_kafka_validates_them() {
-        let v = Validator::new(None, None, None, "sub".into()).unwrap();
+        let v = Validator::new(None, Duration::from_secs(3600), None, None, "sub".into()).unwrap();
         assert_eq!(
             v.validate(&unsecured(r#"{"sub":"alice","exp":2000}"#), 1000.0)
                 .as_deref(),

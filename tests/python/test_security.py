@@ -334,3 +334,49 @@ def test_oauthbearer_tokens_signed_by_a_jwks_key(tmp_path, certs):
             assert auth and why in auth[0].str(), (why, errors)
     finally:
         b.stop()
+
+
+def test_oauthbearer_jwks_over_http_follows_key_rotation(tmp_path, certs):
+    import http.server
+    import threading
+    key1, jwk1 = rsa_jwk("k1")
+    key2, jwk2 = rsa_jwk("k2")
+    served = {"doc": {"keys": [jwk1]}, "fetches": 0}
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            served["fetches"] += 1
+            body = json.dumps(served["doc"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    b = start_secure(tmp_path, certs, extra=["--sasl-oauthbearer-jwks-endpoint-url", url])
+    try:
+        assert served["fetches"] == 1  # at start
+        base = {"bootstrap.servers": f"127.0.0.1:{b.ports['SASL_SSL']}", "security.protocol": "SASL_SSL",
+                "ssl.ca.location": os.path.join(certs, "ca.pem"), "sasl.mechanisms": "OAUTHBEARER"}
+        now = int(time.time())
+        claims = {"sub": "frank", "iat": now, "exp": now + 600}
+        t1 = signed_jwt(key1, "k1", claims)
+        round_trip({**base, "oauth_cb": lambda _cfg: (t1, time.time() + 600, "frank")}, "jwks-http-1")
+        # The provider rotates to k2: a token naming k2 makes the broker fetch the JWKS again.
+        served["doc"] = {"keys": [jwk2]}
+        t2 = signed_jwt(key2, "k2", claims)
+        round_trip({**base, "oauth_cb": lambda _cfg: (t2, time.time() + 600, "frank")}, "jwks-http-2")
+        assert served["fetches"] >= 2, served
+        # The fetch replaced the keys: k1, gone from the provider, is no longer accepted.
+        t3 = signed_jwt(key1, "k1", claims)
+        errors = auth_errors({**base, "oauth_cb": lambda _cfg: (t3, time.time() + 600, "frank")})
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+    finally:
+        b.stop()
+        server.shutdown()
