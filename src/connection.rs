@@ -285,6 +285,13 @@ async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
         frame_permit = None;
         last_active = tokio::time::Instant::now();
         let started = Instant::now();
+        if ctx.auth.raw_tokens {
+            // After SaslHandshake v0 the frames are bare SASL tokens (Kafka 0.10.0 clients).
+            let reply = handlers::sasl_authenticate::raw_token(broker, ctx, &frame)
+                .map_err(Close::Broker)?;
+            owed.push_back(Reply::Now(Some(reply)));
+            continue;
+        }
         let reply = match parse_request(frame) {
             Ok(Incoming::Request(req)) => {
                 let key = req.api_key as i16;

@@ -159,6 +159,8 @@ pub struct Auth {
     pub session_expires: Option<tokio::time::Instant>,
     /// Set by a failed authentication: the connection closes after this answer.
     pub close_after_reply: Option<String>,
+    /// After a SaslHandshake v0: the next frames are bare SASL tokens, not Kafka requests.
+    pub raw_tokens: bool,
 }
 
 impl Auth {
@@ -173,6 +175,7 @@ impl Auth {
             sasl_user: None,
             session_expires: None,
             close_after_reply: None,
+            raw_tokens: false,
         }
     }
 

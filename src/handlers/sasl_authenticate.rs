@@ -1,7 +1,9 @@
 //! SaslAuthenticate (v0-2): one message of the chosen mechanism per request. Success makes
 //! the connection's principal `User:<name>` (and, with `connections.max.reauth.ms`, reports
 //! the session lifetime, KIP-368); failure answers SASL_AUTHENTICATION_FAILED with Kafka's
-//! message and closes the connection. Attempts are logged and counted.
+//! message and closes the connection. Attempts are logged and counted. After a SaslHandshake
+//! v0 the same exchange runs on bare tokens (`raw_token`), as Kafka's authenticator does for
+//! clients of Kafka 0.10.0: a failure there just closes the connection.
 
 use std::sync::atomic::Ordering;
 
@@ -33,19 +35,34 @@ pub fn handle(
             .with_error_code(code.code())
             .with_error_message(Some(str(&msg)))
     };
+    match step(b, ctx, &req.auth_bytes) {
+        Step::Reply(reply) => resp.with_auth_bytes(Bytes::from(reply)),
+        Step::Authenticated(reply, lifetime) => resp
+            .with_auth_bytes(Bytes::from(reply))
+            .with_session_lifetime_ms(lifetime),
+        Step::Refused(code, msg) => fail(ctx, code, msg),
+    }
+}
+
+/// One SASL message's outcome.
+enum Step {
+    /// The server's next message; more are expected.
+    Reply(Vec<u8>),
+    /// Authenticated: the server's last message and the session lifetime (0: unlimited).
+    Authenticated(Vec<u8>, i64),
+    Refused(ResponseError, String),
+}
+
+/// Feeds one client message to the connection's SASL exchange.
+fn step(b: &Broker, ctx: &mut ConnCtx, token: &[u8]) -> Step {
     // A PLAIN login checked against a SCRAM credential runs PBKDF2 (up to 16,384 rounds):
     // off the async worker's queue.
-    let outcome = crate::blocking(|| {
-        ctx.auth
-            .sasl
-            .authenticate(&b.credentials, &b.oauth, &req.auth_bytes)
-    });
+    let outcome = crate::blocking(|| ctx.auth.sasl.authenticate(&b.credentials, &b.oauth, token));
     match outcome {
-        Outcome::Continue(reply) => resp.with_auth_bytes(Bytes::from(reply)),
+        Outcome::Continue(reply) => Step::Reply(reply),
         Outcome::Done { user, reply } => {
             if ctx.auth.sasl_user.as_ref().is_some_and(|u| *u != user) {
-                return fail(
-                    ctx,
+                return Step::Refused(
                     ResponseError::SaslAuthenticationFailed,
                     "Cannot change principals during re-authentication".into(),
                 );
@@ -59,10 +76,31 @@ pub fn handle(
             ctx.auth.session_expires = (lifetime > 0).then(|| {
                 tokio::time::Instant::now() + std::time::Duration::from_millis(lifetime as u64)
             });
-            resp.with_auth_bytes(Bytes::from(reply))
-                .with_session_lifetime_ms(lifetime)
+            Step::Authenticated(reply, lifetime)
         }
-        Outcome::Failed(msg) => fail(ctx, ResponseError::SaslAuthenticationFailed, msg),
-        Outcome::Illegal(msg) => fail(ctx, ResponseError::IllegalSaslState, msg),
+        Outcome::Failed(msg) => Step::Refused(ResponseError::SaslAuthenticationFailed, msg),
+        Outcome::Illegal(msg) => Step::Refused(ResponseError::IllegalSaslState, msg),
     }
+}
+
+/// A bare SASL token after SaslHandshake v0: the answer is the server's message as a bare
+/// size-prefixed frame (empty for PLAIN's success, as Kafka sends it); `Err` closes the
+/// connection (v0 has no way to report a failure).
+pub fn raw_token(b: &Broker, ctx: &mut ConnCtx, token: &[u8]) -> Result<bytes::BytesMut, String> {
+    let reply = match step(b, ctx, token) {
+        Step::Reply(reply) => reply,
+        Step::Authenticated(reply, _) => {
+            ctx.auth.raw_tokens = false;
+            reply
+        }
+        Step::Refused(_, msg) => {
+            b.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(peer = %ctx.peer, "SASL authentication failed: {msg}");
+            return Err(format!("SASL authentication failed: {msg}"));
+        }
+    };
+    let mut out = bytes::BytesMut::with_capacity(4 + reply.len());
+    out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+    out.extend_from_slice(&reply);
+    Ok(out)
 }

@@ -1,7 +1,8 @@
 //! SaslHandshake (v0-1): picks the mechanism for the SaslAuthenticate requests that follow.
 //! Only SASL listeners take it (ILLEGAL_SASL_STATE elsewhere, as Kafka answers at the API
 //! layer); a mechanism that is not enabled gets UNSUPPORTED_SASL_MECHANISM and the list.
-//! Version 0 (raw SASL tokens after the handshake, without SaslAuthenticate) is refused.
+//! After version 0 (clients of Kafka 0.10.0), the SASL tokens follow as bare size-prefixed
+//! frames instead of SaslAuthenticate requests (`sasl_authenticate::raw_token`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
@@ -24,15 +25,10 @@ pub fn handle(
     }
     let wanted = Kind::from_name(req.mechanism.as_str());
     match wanted.filter(|k| enabled.contains(k)) {
-        Some(k) if v >= 1 => {
+        Some(k) => {
             ctx.auth.sasl = State::Handshaken(k);
+            ctx.auth.raw_tokens = v == 0;
             resp
-        }
-        Some(_) => {
-            // v0 is followed by raw tokens outside Kafka's framing: not supported.
-            ctx.auth.close_after_reply =
-                Some("SaslHandshake v0 (raw SASL tokens) is not supported".into());
-            resp.with_error_code(ResponseError::UnsupportedVersion.code())
         }
         None => {
             tracing::info!(peer = %ctx.peer, mechanism = %req.mechanism.as_str(), "SASL mechanism not enabled");

@@ -380,3 +380,44 @@ def test_oauthbearer_jwks_over_http_follows_key_rotation(tmp_path, certs):
     finally:
         b.stop()
         server.shutdown()
+
+
+def test_sasl_handshake_v0_takes_bare_tokens(tmp_path, certs):
+    """SaslHandshake v0 (clients of Kafka 0.10.0): the SASL tokens follow as bare size-prefixed
+    frames, not SaslAuthenticate requests; a wrong password just closes the connection."""
+    b = start_secure(tmp_path, certs)
+
+    def handshake_v0(s):
+        mech = b"PLAIN"
+        body = struct.pack(">hhih", 17, 0, 1, -1) + struct.pack(">h", len(mech)) + mech
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", recv_exactly(s, 4))[0]
+        resp = recv_exactly(s, size)
+        assert struct.unpack(">ih", resp[:6]) == (1, 0), resp  # correlation id, no error
+
+    def recv_exactly(s, n):
+        out = b""
+        while len(out) < n:
+            chunk = s.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    try:
+        with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"]), timeout=5) as s:
+            handshake_v0(s)
+            token = b"\0alice\0alice-secret"
+            s.sendall(struct.pack(">i", len(token)) + token)
+            assert recv_exactly(s, 4) == b"\0\0\0\0"  # PLAIN's empty reply: authenticated
+            body = struct.pack(">hhih", 3, 0, 2, -1) + struct.pack(">i", 0)  # Metadata v0
+            s.sendall(struct.pack(">i", len(body)) + body)
+            size = struct.unpack(">i", recv_exactly(s, 4))[0]
+            assert struct.unpack(">i", recv_exactly(s, size)[:4])[0] == 2
+        with socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"]), timeout=5) as s:
+            handshake_v0(s)
+            token = b"\0alice\0wrong"
+            s.sendall(struct.pack(">i", len(token)) + token)
+            assert s.recv(100) == b""
+    finally:
+        b.stop()
