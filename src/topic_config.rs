@@ -126,6 +126,12 @@ pub const CONFIGS: &[ConfigDef] = &[
         doc: "enforced",
     },
     ConfigDef {
+        name: "max.decompressed.message.bytes",
+        default: "2147483639",
+        validate: int_min::<1>,
+        doc: "enforced: a record of a compressed batch declaring a larger body is refused (INVALID_RECORD) before it is decompressed",
+    },
+    ConfigDef {
         name: "message.timestamp.type",
         default: "CreateTime",
         validate: timestamp_type,
@@ -335,6 +341,7 @@ pub fn broker_synonym(topic_config: &str) -> Option<&'static str> {
         "local.retention.ms" => "log.local.retention.ms",
         "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
         "max.message.bytes" => "message.max.bytes",
+        "max.decompressed.message.bytes" => "max.decompressed.message.bytes",
         "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
         "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
         "message.timestamp.type" => "log.message.timestamp.type",
@@ -402,6 +409,10 @@ impl TopicConfig {
     }
     pub fn max_message_bytes(&self) -> usize {
         self.get_i64("max.message.bytes").max(0) as usize
+    }
+    /// The largest record body a compressed batch may declare.
+    pub fn max_decompressed_message_bytes(&self) -> usize {
+        self.get_i64("max.decompressed.message.bytes").max(0) as usize
     }
     fn policy_has(&self, p: &str) -> bool {
         self.get("cleanup.policy").split(',').any(|x| x.trim() == p)

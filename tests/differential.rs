@@ -910,6 +910,7 @@ fn tusk_answers_like_apache_kafka() {
     );
 
     client_quotas(&mut p, run);
+    decompressed_record_limit(&mut p, run);
 
     // The ACL cases are tests/differential_acl.rs's.
     p.finish(|key| !key.starts_with("acl."));
@@ -1162,4 +1163,82 @@ fn client_quotas(p: &mut Pair, run: u32) {
             .with_strict(true),
         norm_describe,
     );
+}
+
+/// `max.decompressed.message.bytes`: a compressed batch's record declaring a larger body is
+/// refused; smaller ones and uncompressed records (bounded by max.message.bytes) are not.
+fn decompressed_record_limit(p: &mut Pair, run: u32) {
+    use kafka_protocol::records::Compression;
+    let topic = format!("dz-{run}");
+    p.same(
+        "decompressed_limit.create_invalid",
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default().with_topics(vec![creatable(
+            &format!("dzx-{run}"),
+            1,
+            1,
+            &[("max.decompressed.message.bytes", "-1")],
+        )]),
+        norm_create,
+    );
+    p.same(
+        "decompressed_limit.create",
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default().with_topics(vec![creatable(
+            &topic,
+            1,
+            1,
+            &[("max.decompressed.message.bytes", "100")],
+        )]),
+        norm_create,
+    );
+    let settled = poll_until(50, Duration::from_millis(100), || {
+        let r: MetadataResponse = call(
+            &mut p.kafka,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(topic_name(&topic)))])),
+        );
+        r.topics.iter().all(|t| t.error_code == 0)
+    });
+    assert!(settled, "Apache Kafka did not create {topic}");
+    let produce = |value_len: usize, compression: Compression| {
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name(&topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(
+                            encode(&[record(0, Some(vec![b'k']), value_len)], compression).freeze(),
+                        )),
+                ])])
+    };
+    for (case, len, codec) in [
+        ("gzip_over", 1000, Compression::Gzip),
+        ("gzip_under", 20, Compression::Gzip),
+        ("uncompressed_over", 1000, Compression::None),
+    ] {
+        p.same(
+            &format!("decompressed_limit.produce_{case}"),
+            ApiKey::Produce,
+            9,
+            &produce(len, codec),
+            |r: &mut ProduceResponse| {
+                r.throttle_time_ms = 0;
+                for t in &mut r.responses {
+                    for x in &mut t.partition_responses {
+                        x.log_append_time_ms = -1;
+                    }
+                }
+            },
+        );
+    }
 }

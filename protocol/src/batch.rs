@@ -32,6 +32,9 @@ pub enum BatchError {
     /// The records decompress to more than the broker allows.
     #[error("record batch is too large: {0}")]
     TooLarge(String),
+    /// A record of a compressed batch declares a body over `max.decompressed.message.bytes`.
+    #[error("record {index} declares {len} bytes, more than max.decompressed.message.bytes {max}")]
+    RecordTooLarge { index: usize, len: i64, max: usize },
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

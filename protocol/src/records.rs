@@ -46,6 +46,17 @@ pub struct RecordView<'a> {
 pub fn for_each_record(
     batch: &[u8],
     limit: usize,
+    visit: impl FnMut(RecordView<'_>) -> ControlFlow<()>,
+) -> Result<(), BatchError> {
+    for_each_record_within(batch, limit, usize::MAX, visit)
+}
+
+/// `for_each_record`, where a record of a compressed batch declaring a body larger than
+/// `max_record` is refused before it is decompressed (Kafka's `max.decompressed.message.bytes`).
+pub fn for_each_record_within(
+    batch: &[u8],
+    limit: usize,
+    max_record: usize,
     mut visit: impl FnMut(RecordView<'_>) -> ControlFlow<()>,
 ) -> Result<(), BatchError> {
     let h = BatchHeader::parse(batch)?;
@@ -85,6 +96,13 @@ pub fn for_each_record(
         };
         if len < 0 || len as usize > limit {
             return Err(BatchError::Invalid(format!("record {i} has length {len}")));
+        }
+        if len as usize > max_record {
+            return Err(BatchError::RecordTooLarge {
+                index: i,
+                len,
+                max: max_record,
+            });
         }
         // The buffer grows with the bytes that arrive, never by what the length claims.
         buf.clear();

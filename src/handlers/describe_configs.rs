@@ -30,6 +30,7 @@ const INT_CONFIGS: &[&str] = &[
     "compression.lz4.level",
     "compression.zstd.level",
     "message.max.bytes",
+    "max.decompressed.message.bytes",
     "socket.request.max.bytes",
     "group.initial.rebalance.delay.ms",
 ];

@@ -47,20 +47,38 @@ fn check_records(
     records: &[u8],
     topic: &str,
     max_message_bytes: usize,
+    max_decompressed_record: usize,
     compacted: bool,
+    log_start: i64,
 ) -> Option<PartitionProduceResponse> {
     let limit = tusk_protocol::records::decompression_limit(max_message_bytes);
     let mut keyless = Vec::new();
     let mut i = 0i32;
-    let read = tusk_protocol::records::for_each_record(records, limit, |r| {
-        if compacted && r.key.is_none() {
-            keyless.push(i);
-        }
-        i += 1;
-        std::ops::ControlFlow::Continue(())
-    });
+    let read = tusk_protocol::records::for_each_record_within(
+        records,
+        limit,
+        max_decompressed_record,
+        |r| {
+            if compacted && r.key.is_none() {
+                keyless.push(i);
+            }
+            i += 1;
+            std::ops::ControlFlow::Continue(())
+        },
+    );
     if let Err(e) = read {
         tracing::warn!(topic = %topic, partition = idx, "rejecting produce: {e}");
+        if let BatchError::RecordTooLarge { .. } = e {
+            // Kafka's record-validation failure: no message, the partition's log start.
+            return Some(
+                PartitionProduceResponse::default()
+                    .with_index(idx)
+                    .with_error_code(ResponseError::InvalidRecord.code())
+                    .with_base_offset(-1)
+                    .with_error_message(None)
+                    .with_log_start_offset(log_start),
+            );
+        }
         let code = match e {
             BatchError::TooLarge(_) => ResponseError::MessageTooLarge,
             BatchError::Compression(_) => ResponseError::CorruptMessage,
@@ -279,7 +297,9 @@ pub async fn submit(b: &Arc<Broker>, req: ProduceRequest, ctx: &ConnCtx) -> Subm
                 &records,
                 &name,
                 cfg.max_message_bytes(),
+                cfg.max_decompressed_message_bytes(),
                 cfg.compacted(),
+                partition.offsets().log_start,
             ) {
                 parts.push(resp);
                 continue;
