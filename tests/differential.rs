@@ -891,6 +891,30 @@ fn tusk_answers_like_apache_kafka() {
         &end(ProducerId(0), 0),
         |r: &mut EndTxnResponse| r.throttle_time_ms = 0,
     );
+    // ListTransactions: all, and (v2, KIP-1152) by a pattern the whole id must match.
+    for (case, pattern) in [
+        ("pattern_match", Some(format!("tx-.*-{run}|{txid}"))),
+        ("pattern_prefix_only", Some("tx".to_string())),
+        ("pattern_invalid", Some("[".to_string())),
+        ("pattern_empty", Some(String::new())),
+    ] {
+        p.same(
+            &format!("list_transactions.{case}"),
+            ApiKey::ListTransactions,
+            2,
+            &ListTransactionsRequest::default()
+                .with_transactional_id_pattern(pattern.as_deref().map(s)),
+            |r: &mut ListTransactionsResponse| {
+                r.throttle_time_ms = 0;
+                // Only this run's transactions (the fixture may be shared across runs).
+                r.transaction_states
+                    .retain(|t| t.transactional_id.contains(&run.to_string()));
+                for t in &mut r.transaction_states {
+                    t.producer_id = ProducerId(0);
+                }
+            },
+        );
+    }
     // read_committed sees the committed record: ListOffsets with isolation read_committed.
     p.same(
         "list_offsets.read_committed",
