@@ -17,11 +17,17 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.TransactionListing;
+import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -160,6 +166,130 @@ class JavaClientsTest {
             assertTrue(got.stream().allMatch(r -> r.value().startsWith("c")), "aborted records were read");
             // The log holds 10 aborted, 10 committed records and two markers.
             assertEquals(22L, c.endOffsets(List.of(tp)).get(tp));
+        }
+    }
+
+    @Test
+    void seekAndOffsetsForTimes() throws Exception {
+        create("java-times", 1);
+        long t0 = System.currentTimeMillis() - 60_000;
+        try (KafkaProducer<String, String> p = producer(Map.of())) {
+            for (int i = 0; i < 10; i++) {
+                p.send(new ProducerRecord<>("java-times", 0, t0 + i * 1000L, "k", "v" + i));
+            }
+            p.flush();
+        }
+        TopicPartition tp = new TopicPartition("java-times", 0);
+        try (KafkaConsumer<String, String> c = consumer(null, Map.of())) {
+            c.assign(List.of(tp));
+            // The first record at or after t0 + 4.5 s is the sixth (offset 5).
+            Map<TopicPartition, OffsetAndTimestamp> at = c.offsetsForTimes(Map.of(tp, t0 + 4_500));
+            assertEquals(5L, at.get(tp).offset());
+            assertEquals(t0 + 5_000, at.get(tp).timestamp());
+            // Past the last record: no offset.
+            assertEquals(null, c.offsetsForTimes(Map.of(tp, t0 + 60_000)).get(tp));
+            c.seek(tp, at.get(tp).offset());
+            assertEquals("v5", pollN(c, 1).get(0).value());
+            c.seek(tp, 8);
+            assertEquals("v8", pollN(c, 1).get(0).value());
+            c.seekToEnd(List.of(tp));
+            assertEquals(10L, c.position(tp));
+            c.seekToBeginning(List.of(tp));
+            assertEquals(0L, c.position(tp));
+        }
+    }
+
+    @Test
+    void cooperativeStickyRebalancesIncrementally() throws Exception {
+        create("java-coop", 4);
+        Map<String, Object> coop = Map.of(
+                ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, CooperativeStickyAssignor.class.getName());
+        try (KafkaConsumer<String, String> a = consumer("java-coop-g", coop);
+                KafkaConsumer<String, String> b = consumer("java-coop-g", coop)) {
+            a.subscribe(List.of("java-coop"));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (a.assignment().size() < 4 && System.currentTimeMillis() < deadline) {
+                a.poll(Duration.ofMillis(100));
+            }
+            Set<TopicPartition> before = Set.copyOf(a.assignment());
+            assertEquals(4, before.size());
+            b.subscribe(List.of("java-coop"));
+            deadline = System.currentTimeMillis() + 30_000;
+            while ((a.assignment().size() != 2 || b.assignment().size() != 2)
+                    && System.currentTimeMillis() < deadline) {
+                a.poll(Duration.ofMillis(100));
+                b.poll(Duration.ofMillis(100));
+            }
+            assertEquals(2, a.assignment().size());
+            assertEquals(2, b.assignment().size());
+            // Incremental: the first member kept two of its partitions and gave up only two.
+            assertTrue(before.containsAll(a.assignment()), "a's partitions moved");
+            try (Admin admin = admin()) {
+                ConsumerGroupDescription d = admin.describeConsumerGroups(List.of("java-coop-g"))
+                        .describedGroups().get("java-coop-g").get();
+                assertEquals("cooperative-sticky", d.partitionAssignor());
+                assertEquals(2, d.members().size());
+            }
+        }
+    }
+
+    @Test
+    void staticMembershipKeepsTheAssignmentAcrossARestart() throws Exception {
+        create("java-static", 2);
+        Map<String, Object> stat = Map.of(
+                ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "instance-1",
+                ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 30_000);
+        Set<TopicPartition> first;
+        String firstMember;
+        try (KafkaConsumer<String, String> c = consumer("java-static-g", stat)) {
+            c.subscribe(List.of("java-static"));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (c.assignment().size() < 2 && System.currentTimeMillis() < deadline) {
+                c.poll(Duration.ofMillis(100));
+            }
+            first = Set.copyOf(c.assignment());
+            try (Admin admin = admin()) {
+                MemberDescription m = admin.describeConsumerGroups(List.of("java-static-g"))
+                        .describedGroups().get("java-static-g").get().members().iterator().next();
+                assertEquals("instance-1", m.groupInstanceId().orElse(null));
+                firstMember = m.consumerId();
+            }
+        }
+        assertEquals(2, first.size());
+        // A static member does not leave on close (KIP-345): the group still holds it.
+        try (Admin admin = admin()) {
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of("java-static-g"))
+                    .describedGroups().get("java-static-g").get();
+            assertEquals(1, d.members().size());
+            assertEquals(firstMember, d.members().iterator().next().consumerId());
+        }
+        // The same instance comes back and gets the same partitions.
+        try (KafkaConsumer<String, String> c = consumer("java-static-g", stat)) {
+            c.subscribe(List.of("java-static"));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (c.assignment().size() < 2 && System.currentTimeMillis() < deadline) {
+                c.poll(Duration.ofMillis(100));
+            }
+            assertEquals(first, c.assignment());
+        }
+    }
+
+    @Test
+    void adminListsTransactions() throws Exception {
+        create("java-ltx", 1);
+        try (KafkaProducer<String, String> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, "java-ltx-1"))) {
+            p.initTransactions();
+            p.beginTransaction();
+            p.send(new ProducerRecord<>("java-ltx", "x"));
+            p.commitTransaction();
+        }
+        try (Admin admin = admin()) {
+            Collection<TransactionListing> all = admin.listTransactions().all().get();
+            TransactionListing mine = all.stream()
+                    .filter(t -> t.transactionalId().equals("java-ltx-1")).findFirst().orElseThrow();
+            assertEquals(TransactionState.COMPLETE_COMMIT, mine.state());
+            assertTrue(mine.producerId() >= 0);
         }
     }
 
