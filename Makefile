@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka bench-produce-path franz-go calibrate
+        differential kafka-fixture test-java test-go bench-vs-kafka bench-vs-kafka-full bench-produce-path franz-go calibrate
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 test-java: build ## Java tier: kafka-clients, Kafka Streams EOS v2, a Connect worker (4.4.0, JUnit; Maven)
 	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
+
+bench-vs-kafka-full: build ## The full Tusk vs Kafka suite: throughput (1 KiB, 100 B; DURATION s), fixed-rate latency, flush.messages=1 vs sync-each, CPU, RSS, restarts with DATA_GB GiB
+	./scripts/bench-vs-kafka-full.sh
 
 bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alternating rounds (ROUNDS, RECORDS, SIZE, PARTITIONS, ACKS, TUSK_FSYNC)
 	./scripts/bench-vs-kafka.sh

@@ -6,6 +6,7 @@
 #   scripts/kafka-fixture.sh fetch                       fetch the jars (idempotent)
 #   scripts/kafka-fixture.sh start DIR PORT [k=v ...]    format DIR, start, wait until it answers
 #   scripts/kafka-fixture.sh stop DIR                    stop the broker started in DIR
+#   scripts/kafka-fixture.sh restart DIR                 start it again on DIR as left (no wait)
 #   scripts/kafka-fixture.sh classpath                   print the classpath (for the tools)
 #   scripts/kafka-fixture.sh tool CLASS [args ...]       run a Kafka tool class on that classpath
 #
@@ -122,6 +123,17 @@ PROPS
     exit 1
 }
 
+# Starts the broker again on DIR as it was left (no format), in the background: the caller
+# decides when it is up (bench restarts time it).
+restart() {
+    local dir="$1"
+    fetch
+    local opts=(-Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+        -Dlog4j2.configurationFile="$dir/log4j2.yaml" -cp "$libs/*")
+    nohup "$(java_bin)" "${opts[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 &
+    echo $! > "$dir/kafka.pid"
+}
+
 cluster_id() {
     # A fixed base64 UUID: the fixture's cluster id is stable from run to run.
     echo "VHVza0thZmthRml4dHVyZQ"
@@ -152,6 +164,7 @@ case "${1:-}" in
     fetch) fetch ;;
     start) shift; start "$@" ;;
     stop) shift; stop "$@" ;;
+    restart) shift; restart "$@" ;;
     classpath) classpath ;;
     tool) shift; tool "$@" ;;
     *) sed -n '2,13p' "$0" >&2; exit 2 ;;
