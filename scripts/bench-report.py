@@ -201,7 +201,25 @@ PRODUCE_PATH_NOTES = """What the figures say, honestly:
 
 def vs_kafka():
     p = os.path.join(ROOT, "bench-results", "vs-kafka.md")
-    return open(p).read().strip() if os.path.exists(p) else "(not run: `make bench-vs-kafka`)"
+    quick = open(p).read().strip() if os.path.exists(p) else "(not run: `make bench-vs-kafka`)"
+    f = os.path.join(ROOT, "bench-results", "vs-kafka-full.md")
+    full = open(f).read().strip() if os.path.exists(f) else "(not run: `make bench-vs-kafka-full`)"
+    return f"""{quick}
+
+### The full suite (`make bench-vs-kafka-full`)
+
+`scripts/bench-vs-kafka-full.sh`: the same workloads against Apache Kafka 4.4.0 and Tusk on this
+machine, alternating, a fresh broker for every run, client benches/tusk_perf.rs (librdkafka):
+1 KiB and 100 B records produced flat out for 60 s (acks=all, 8 partitions) then consumed from
+the start; 1 KiB at fixed rates of 1,000 and 10,000 msg/s for 30 s (latency percentiles);
+"durable", Kafka with `flush.messages=1` against Tusk's `--fsync sync-each` (both acknowledge
+only fsynced writes); broker CPU seconds (/proc) and peak RSS (VmHWM) of each run; the time
+until a broker holding 10 GiB answers Metadata for its topic again, after a clean stop and
+after kill -9.
+
+{full}
+
+![vs-kafka](bench-results/vs-kafka.png)"""
 
 
 def main():

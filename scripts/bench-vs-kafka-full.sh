@@ -98,6 +98,8 @@ stop_broker() {
 run() {
     local name="$1" workload="$2" r="$3" dir="$4" bargs="$5"
     shift 5
+    # The previous run's data goes first, so the start time does not include deleting it.
+    rm -rf "$dir"
     local t0
     t0=$(now_ms)
     # shellcheck disable=SC2086
@@ -182,4 +184,5 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+rm -rf "$work/kafka" "$work/tusk"
 python3 scripts/vs-kafka-table.py "$csv" | tee bench-results/vs-kafka-full.md

@@ -76,8 +76,35 @@ def e2e():
     print("wrote bench-results/e2e.png")
 
 
+def vs_kafka():
+    path = os.path.join(RES, "vs-kafka-full.csv")
+    if not os.path.exists(path):
+        print("no vs-kafka-full.csv yet: run make bench-vs-kafka-full")
+        return
+    df = pd.read_csv(path)
+    med = df.groupby(["workload", "broker"]).median(numeric_only=True).reset_index()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    panels = [
+        ("produce_mb_s", "produce MB/s (higher is better)", lambda w: w.startswith(("produce", "durable"))),
+        ("lat_p99_ms", "produce p99 latency ms (lower is better)", lambda w: w.startswith(("latency", "durable"))),
+        ("start_ms", "restart ms (lower is better)", lambda w: w.startswith("restart")),
+    ]
+    for ax, (col, title, keep) in zip(axes, panels):
+        sub = med[med.workload.map(keep)]
+        if sub.empty:
+            ax.set_visible(False)
+            continue
+        sub.pivot_table(index="workload", columns="broker", values=col).plot.bar(ax=ax, rot=20)
+        ax.set_title(title)
+    fig.suptitle("Tusk vs Apache Kafka 4.4.0, same machine (make bench-vs-kafka-full)")
+    plt.tight_layout()
+    plt.savefig(os.path.join(RES, "vs-kafka.png"))
+    plt.close()
+    print("wrote bench-results/vs-kafka.png")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    for name, fn in [("writes", writes), ("reads", reads), ("scaling", scaling), ("e2e", e2e)]:
+    for name, fn in [("writes", writes), ("reads", reads), ("scaling", scaling), ("e2e", e2e), ("vs-kafka", vs_kafka)]:
         if what in (name, "all"):
             fn()

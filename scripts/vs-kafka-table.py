@@ -20,7 +20,7 @@ FIGURES = [
     ("consume_mb_s", "consume MB/s", True),
     ("cpu_s", "broker CPU s", False),
     ("rss_peak_mib", "broker peak RSS MiB", False),
-    ("start_ms", "start / restart ms", False),
+    ("start_ms", "restart until Metadata lists the topic, ms", False),
 ]
 
 
@@ -40,6 +40,10 @@ def main(path):
     kafka_wins = []
     for w in workloads:
         for col, label, higher in FIGURES:
+            # A fresh run's start time includes clearing the previous run's data: only the
+            # restart rows time a start.
+            if col == "start_ms" and not w.startswith("restart"):
+                continue
             vals = {}
             for b in ("kafka", "tusk"):
                 xs = [num(r[col]) for r in rows if r["workload"] == w and r["broker"] == b]
