@@ -280,7 +280,6 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
             .map(|o| Reply::Now(Some(o)))
             .map_err(|e| format!("cannot encode {:?} v{v} response: {e}", req.api_key));
     }
-    let started = std::time::Instant::now();
     if req.api_key != ApiKey::Produce {
         // Requests are applied in arrival order: earlier produce requests' batches are written
         // (not necessarily durable) before anything later on the connection is handled.
@@ -288,6 +287,8 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
             let _ = w.await;
         }
     }
+    // Request-time quotas count the handling from here (not the wait above).
+    let started = std::time::Instant::now();
     if req.api_key == ApiKey::Fetch {
         let v = req.version;
         let mut body: FetchRequest =
