@@ -531,6 +531,19 @@ fn tusk_answers_like_apache_kafka() {
             }
         },
     );
+    // An endpoint type other than the broker's (2: controller; 7: none such).
+    for (case, v, endpoint) in [
+        ("describe_cluster.controller_endpoint", 2, 2i8),
+        ("describe_cluster.unknown_endpoint", 2, 7),
+    ] {
+        p.same(
+            case,
+            ApiKey::DescribeCluster,
+            v,
+            &DescribeClusterRequest::default().with_endpoint_type(endpoint),
+            |r: &mut DescribeClusterResponse| r.throttle_time_ms = 0,
+        );
+    }
     p.same(
         "find_coordinator.group",
         ApiKey::FindCoordinator,

@@ -4,8 +4,13 @@
 use kafka_protocol::messages::describe_cluster_response::*;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
+use kafka_protocol::error::ResponseError;
+
 use super::{str, ConnCtx};
 use crate::broker::Broker;
+
+const ENDPOINT_BROKER: i8 = 1;
+const ENDPOINT_CONTROLLER: i8 = 2;
 
 pub async fn handle(
     b: &Broker,
@@ -13,6 +18,29 @@ pub async fn handle(
     v: i16,
     ctx: &ConnCtx,
 ) -> DescribeClusterResponse {
+    // This is a broker endpoint (type 1): a request for another type is refused, as Kafka does
+    // (INVALID_REQUEST before v1, which had no endpoint types).
+    if req.endpoint_type != ENDPOINT_BROKER {
+        let (e, m) = if req.endpoint_type == ENDPOINT_CONTROLLER {
+            (
+                ResponseError::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".to_string(),
+            )
+        } else {
+            (
+                ResponseError::UnsupportedEndpointType,
+                format!("Unsupported endpoint type {}", req.endpoint_type),
+            )
+        };
+        let e = if v == 0 {
+            ResponseError::InvalidRequest
+        } else {
+            e
+        };
+        return DescribeClusterResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str(&m)));
+    }
     let (host, port) = ctx.advertised.clone();
     let mut r = DescribeClusterResponse::default()
         .with_cluster_id(str(&b.catalog.cluster_id))
