@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod event_log;
 pub mod exporter;
 pub mod group;
 pub mod handlers;

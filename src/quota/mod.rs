@@ -85,25 +85,12 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 impl Quotas {
     pub fn load(store: &Arc<Walrus>, cfg: RateConfig) -> std::io::Result<Quotas> {
         let mut quotas: BTreeMap<Entity, BTreeMap<String, f64>> = BTreeMap::new();
-        if let Some(st) = store.topic_stats(TOPIC) {
-            let mut pos = st.first_position;
-            while pos < st.next_position {
-                let got = store.read_at(TOPIC, pos, 1 << 20, 1000)?;
-                if got.is_empty() {
-                    break;
-                }
-                for e in got {
-                    pos = e.position + 1;
-                    // One entry per request: the list of its events.
-                    let events: Vec<Event> = serde_json::from_slice(&e.data).map_err(|err| {
-                        std::io::Error::other(format!("{TOPIC} entry {}: {err}", e.position))
-                    })?;
-                    for ev in &events {
-                        apply(&mut quotas, ev);
-                    }
-                }
+        // One entry per request: the list of its events.
+        crate::event_log::replay(store, TOPIC, |events: Vec<Event>| {
+            for ev in &events {
+                apply(&mut quotas, ev);
             }
-        }
+        })?;
         Ok(Quotas {
             store: store.clone(),
             cfg,

@@ -55,38 +55,20 @@ impl Authorizer {
         allow_if_no_acl: bool,
     ) -> std::io::Result<Authorizer> {
         let mut acls: HashMap<ResourceType, BTreeSet<AclBinding>> = HashMap::new();
-        if let Some(st) = store.topic_stats(TOPIC) {
-            let mut pos = st.first_position;
-            while pos < st.next_position {
-                let got = store.read_at(TOPIC, pos, 1 << 20, 1000)?;
-                if got.is_empty() {
-                    break;
+        crate::event_log::replay(store, TOPIC, |ev: Event| match ev {
+            Event::Create { acls: new } => {
+                for a in new {
+                    acls.entry(a.resource_type).or_default().insert(a);
                 }
-                for e in got {
-                    pos = e.position + 1;
-                    match serde_json::from_slice::<Event>(&e.data) {
-                        Ok(Event::Create { acls: new }) => {
-                            for a in new {
-                                acls.entry(a.resource_type).or_default().insert(a);
-                            }
-                        }
-                        Ok(Event::Delete { acls: gone }) => {
-                            for a in gone {
-                                if let Some(set) = acls.get_mut(&a.resource_type) {
-                                    set.remove(&a);
-                                }
-                            }
-                        }
-                        Err(err) => {
-                            return Err(std::io::Error::other(format!(
-                                "{TOPIC} entry {}: {err}",
-                                e.position
-                            )))
-                        }
+            }
+            Event::Delete { acls: gone } => {
+                for a in gone {
+                    if let Some(set) = acls.get_mut(&a.resource_type) {
+                        set.remove(&a);
                     }
                 }
             }
-        }
+        })?;
         let super_users = super_users
             .split(';')
             .map(str::trim)

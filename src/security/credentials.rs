@@ -41,32 +41,14 @@ impl Credentials {
     /// Replays the stored credentials and reads the PLAIN users file, if any.
     pub fn load(store: &Arc<Walrus>, plain_users: Option<&Path>) -> std::io::Result<Credentials> {
         let mut scram = HashMap::new();
-        if let Some(st) = store.topic_stats(TOPIC) {
-            let mut pos = st.first_position;
-            while pos < st.next_position {
-                let got = store.read_at(TOPIC, pos, 1 << 20, 1000)?;
-                if got.is_empty() {
-                    break;
-                }
-                for e in got {
-                    pos = e.position + 1;
-                    match serde_json::from_slice::<Event>(&e.data) {
-                        Ok(Event::Upsert { user, credential }) => {
-                            scram.insert((user, credential.mechanism), credential);
-                        }
-                        Ok(Event::Delete { user, mechanism }) => {
-                            scram.remove(&(user, mechanism));
-                        }
-                        Err(err) => {
-                            return Err(std::io::Error::other(format!(
-                                "{TOPIC} entry {}: {err}",
-                                e.position
-                            )))
-                        }
-                    }
-                }
+        crate::event_log::replay(store, TOPIC, |ev: Event| match ev {
+            Event::Upsert { user, credential } => {
+                scram.insert((user, credential.mechanism), credential);
             }
-        }
+            Event::Delete { user, mechanism } => {
+                scram.remove(&(user, mechanism));
+            }
+        })?;
         let mut plain = HashMap::new();
         if let Some(path) = plain_users {
             let text = std::fs::read_to_string(path)
