@@ -5,7 +5,7 @@
 //! refuses the quotas it would not enforce (`controller_mutation_rate`, IP entities'
 //! `connection_creation_rate`). Needs ALTER_CONFIGS on the cluster.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_client_quotas_request::EntryData as Alteration;
@@ -17,6 +17,7 @@ use super::{str, ConnCtx};
 use crate::broker::Broker;
 use crate::quota::{self, Entity};
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::authorizer::MAX_CHANGES_PER_REQUEST;
 
 /// Quota keys Kafka knows for users and client ids, and whether Tusk enforces them.
 const KEYS: &[(&str, bool)] = &[
@@ -140,17 +141,29 @@ pub async fn handle(
             .collect();
         return AlterClientQuotasResponse::default().with_entries(entries);
     }
+    if req.entries.len() > MAX_CHANGES_PER_REQUEST {
+        // Kafka's controller refuses more than this many changes in one request.
+        let e = ResponseError::UnknownServerError;
+        let m = format!(
+            "Cannot alter more than {MAX_CHANGES_PER_REQUEST} quota entities in one request"
+        );
+        let entries = req
+            .entries
+            .iter()
+            .map(|a| answer(a, Some((e, m.clone()))))
+            .collect();
+        return AlterClientQuotasResponse::default().with_entries(entries);
+    }
     // One answer per entity; an entity named twice is answered with an error (after its
     // first alteration was taken, as in Kafka).
     // (entity, index of its entry in the request, refusal)
     let mut results: Vec<(Entity, usize, Option<Refusal>)> = Vec::new();
+    let mut seen: HashMap<Entity, usize> = HashMap::new();
     let mut changes = Vec::new();
     for (i, a) in req.entries.iter().enumerate() {
         let entity = entity_of(a).ok();
-        let earlier = entity
-            .as_ref()
-            .and_then(|e| results.iter_mut().find(|(x, _, _)| x == e));
-        if let Some(r) = earlier {
+        let earlier = entity.as_ref().and_then(|e| seen.get(e).copied());
+        if let Some(r) = earlier.and_then(|at| results.get_mut(at)) {
             r.2 = Some((
                 ResponseError::InvalidRequest,
                 format!("Ignoring duplicate entity {}", describe(&r.0)),
@@ -163,6 +176,9 @@ pub async fn handle(
             user: None,
             client_id: None,
         });
+        if entity_of(a).is_ok() {
+            seen.insert(key.clone(), results.len());
+        }
         match outcome {
             Ok(change) => {
                 changes.extend(change);

@@ -14,6 +14,7 @@ use crate::broker::Broker;
 use crate::security::acl::{
     AclFilter, Operation, PatternType, Permission, ResourceType, CLUSTER_NAME,
 };
+use crate::security::authorizer::MAX_CHANGES_PER_REQUEST;
 
 fn filter(f: &DeleteAclsFilter) -> AclFilter {
     AclFilter {
@@ -60,6 +61,15 @@ pub async fn handle(
         return all(
             ResponseError::ClusterAuthorizationFailed,
             "Request DeleteAcls is not authorized.",
+        );
+    }
+    if req.filters.len() > MAX_CHANGES_PER_REQUEST {
+        // Each filter scans every ACL: the count is bounded like Kafka's changes per request.
+        return all(
+            ResponseError::UnknownServerError,
+            &format!(
+                "Cannot apply more than {MAX_CHANGES_PER_REQUEST} ACL filters in one request."
+            ),
         );
     }
     let filters: Vec<AclFilter> = req.filters.iter().map(filter).collect();

@@ -67,12 +67,16 @@ pub struct Alteration {
     pub ops: Vec<(String, Option<f64>)>,
 }
 
+/// A rate per (kind, entity charged).
+type Sensors = HashMap<(Kind, Entity), SampledRate>;
+
 pub struct Quotas {
     store: Arc<Walrus>,
     cfg: RateConfig,
     quotas: RwLock<BTreeMap<Entity, BTreeMap<String, f64>>>,
-    /// Rates by (kind, entity charged): created when a quota applies, dropped once idle.
-    sensors: Mutex<HashMap<(Kind, Entity), SampledRate>>,
+    /// Rates by (kind, entity charged): created when a quota applies, dropped once idle; and
+    /// when idle ones were last swept.
+    sensors: Mutex<(Sensors, u64)>,
 }
 
 /// Sensors beyond this many trigger a sweep of idle ones (client ids are the client's to choose).
@@ -95,7 +99,7 @@ impl Quotas {
             store: store.clone(),
             cfg,
             quotas: RwLock::new(quotas),
-            sensors: Mutex::new(HashMap::new()),
+            sensors: Mutex::new((HashMap::new(), 0)),
         })
     }
 
@@ -173,10 +177,13 @@ impl Quotas {
         let Some((entity, bound)) = self.resolve(kind, user, client_id) else {
             return 0;
         };
-        let mut sensors = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
-        if sensors.len() >= SENSOR_SWEEP_AT {
+        let mut g = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
+        let (sensors, swept) = &mut *g;
+        // Swept at most once a window: with many live client ids, not on every record.
+        if sensors.len() >= SENSOR_SWEEP_AT && now_ms >= *swept + self.cfg.window_ms {
             let cfg = self.cfg;
             sensors.retain(|_, r| !r.is_idle(cfg, now_ms));
+            *swept = now_ms;
         }
         sensors
             .entry((kind, entity))
@@ -189,8 +196,8 @@ impl Quotas {
         let Some((entity, _)) = self.resolve(kind, user, client_id) else {
             return;
         };
-        let mut sensors = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = sensors.get_mut(&(kind, entity)) {
+        let mut g = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = g.0.get_mut(&(kind, entity)) {
             r.record(self.cfg, -value, now_ms);
         }
     }

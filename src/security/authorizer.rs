@@ -145,9 +145,10 @@ impl Authorizer {
     pub fn create(&self, new: &[AclBinding]) -> std::io::Result<()> {
         let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
         let mut added: Vec<&AclBinding> = Vec::new();
+        let mut seen: BTreeSet<&AclBinding> = BTreeSet::new();
         for a in new {
             let exists = acls.get(&a.resource_type).is_some_and(|s| s.contains(a));
-            if !exists && !added.contains(&a) {
+            if !exists && seen.insert(a) {
                 added.push(a);
             }
         }
