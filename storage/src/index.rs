@@ -1,5 +1,6 @@
 //! The read-offset index (`read_offset_idx_index.db`): an append-only log of small records —
-//! named cursors, retention marks, topic deletions and instance generations — replayed at open.
+//! named cursors, retention marks, suffix cuts, topic deletions and instance generations —
+//! replayed at open.
 //!
 //! Commits append one record and share fsyncs (group commit); the file is rewritten with only the
 //! live state (write to a temporary file, fsync, rename, fsync the directory) when it grows to
@@ -13,7 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 pub const INDEX_FILE: &str = "read_offset_idx_index.db";
-const FILE_MAGIC: &[u8; 8] = b"WALRUSIX";
+/// Format 1: record kinds 1-5 (no `Cut`). A file is written in format
+/// 1 until its first `Cut` record, then rewritten in format 2, so a data dir that never cut a
+/// topic stays readable by older binaries and one that did is refused by them (they check the
+/// magic) instead of being misread.
+const MAGIC_V1: &[u8; 8] = b"WALRUSIX";
+const MAGIC_V2: &[u8; 8] = b"WALRUSI2";
+/// The newest index format this build reads and writes.
+pub const INDEX_FORMAT: u8 = 2;
 /// Longest metadata a cursor carries.
 pub const MAX_CURSOR_METADATA: usize = 8192;
 const COMPACT_MIN_BYTES: u64 = 8 << 20;
@@ -51,6 +59,27 @@ pub enum Record {
         topic: Vec<u8>,
         incarnation: u64,
     },
+    /// A suffix cut (`truncate_after`) or a restart (`restart_at`): blocks of this topic life
+    /// with a sequence number below `seq` (those written before the cut) hold nothing at or
+    /// past `keep_below`; the topic's next position is `next`, and no cursor points past it.
+    /// A restart has `keep_below` 0 and `next` above it (also a retention mark at `next`).
+    Cut {
+        topic: Vec<u8>,
+        incarnation: u64,
+        seq: u64,
+        keep_below: u64,
+        next: u64,
+    },
+}
+
+impl Record {
+    /// The index format a record needs.
+    fn format(&self) -> u8 {
+        match self {
+            Record::Cut { .. } => 2,
+            _ => 1,
+        }
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -128,6 +157,19 @@ impl Record {
                 put_bytes(out, topic);
                 out.extend_from_slice(&incarnation.to_le_bytes());
             }
+            Record::Cut {
+                topic,
+                incarnation,
+                seq,
+                keep_below,
+                next,
+            } => {
+                out.push(6);
+                put_bytes(out, topic);
+                for v in [incarnation, seq, keep_below, next] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
         }
         let body_len = (out.len() - start - 8) as u32;
         let crc = crc32c::crc32c(&out[start + 8..]);
@@ -171,11 +213,21 @@ impl Record {
                 topic: r.bytes()?,
                 incarnation: r.u64()?,
             },
+            6 => Record::Cut {
+                topic: r.bytes()?,
+                incarnation: r.u64()?,
+                seq: r.u64()?,
+                keep_below: r.u64()?,
+                next: r.u64()?,
+            },
             k => return Err(invalid(format!("unknown index record kind {k}"))),
         };
         Ok(Some((rec, 8 + len)))
     }
 }
+
+/// One cut of a topic life: (seq, keep_below, next), as in [`Record::Cut`].
+pub type CutMark = (u64, u64, u64);
 
 /// Everything the index log says, folded.
 #[derive(Default, Debug)]
@@ -186,10 +238,30 @@ pub struct IndexState {
     pub trims: HashMap<(Vec<u8>, u64), u64>,
     /// (topic, incarnation) of deleted topic lives.
     pub deleted: HashMap<Vec<u8>, Vec<u64>>,
+    /// (topic, incarnation) → every cut, oldest first: (seq, keep_below, next). Kept for the
+    /// topic life's lifetime: blocks written before a cut may survive on disk with stale
+    /// entries (a cut never rewrites them), and only the cut says where they end.
+    pub cuts: HashMap<(Vec<u8>, u64), Vec<CutMark>>,
+    /// The newest record format seen (1 or 2).
+    pub format: u8,
+}
+
+impl Clone for IndexState {
+    fn clone(&self) -> Self {
+        IndexState {
+            max_generation: self.max_generation,
+            cursors: self.cursors.clone(),
+            trims: self.trims.clone(),
+            deleted: self.deleted.clone(),
+            cuts: self.cuts.clone(),
+            format: self.format,
+        }
+    }
 }
 
 impl IndexState {
     pub fn apply(&mut self, rec: &Record) {
+        self.format = self.format.max(rec.format());
         match rec {
             Record::Open { generation } => {
                 self.max_generation = self.max_generation.max(*generation)
@@ -226,7 +298,30 @@ impl IndexState {
                     .or_default()
                     .push(*incarnation);
                 self.trims.remove(&(topic.clone(), *incarnation));
+                self.cuts.remove(&(topic.clone(), *incarnation));
                 self.cursors.remove(topic);
+            }
+            Record::Cut {
+                topic,
+                incarnation,
+                seq,
+                keep_below,
+                next,
+            } => {
+                let key = (topic.clone(), *incarnation);
+                self.cuts
+                    .entry(key.clone())
+                    .or_default()
+                    .push((*seq, *keep_below, *next));
+                if next > keep_below {
+                    let e = self.trims.entry(key).or_insert(0);
+                    *e = (*e).max(*next);
+                }
+                if let Some(m) = self.cursors.get_mut(topic) {
+                    for c in m.values_mut() {
+                        c.position = c.position.min(*next);
+                    }
+                }
             }
         }
     }
@@ -251,6 +346,19 @@ impl IndexState {
                 position: *pos,
             });
         }
+        // Cuts before cursors: replaying a cut clamps the cursors set before it, and these
+        // are the cursors' current values (some set after the cut, past its position).
+        for ((topic, inc), list) in &self.cuts {
+            for &(seq, keep_below, next) in list {
+                out.push(Record::Cut {
+                    topic: topic.clone(),
+                    incarnation: *inc,
+                    seq,
+                    keep_below,
+                    next,
+                });
+            }
+        }
         for (topic, m) in &self.cursors {
             for (name, c) in m {
                 out.push(Record::CursorSet {
@@ -272,6 +380,8 @@ struct LogFile {
     appended: u64,
     /// Bytes of the live state when the file was last rewritten.
     live_len: u64,
+    /// The file's format (its magic): 1 until the first record that needs 2.
+    format: u8,
 }
 
 /// The open index log with group-commit syncing.
@@ -299,19 +409,31 @@ impl IndexLog {
         let file = vfs.open(&path, OpenMode::CreateOrOpen)?;
         let buf = file.read_all()?;
         let mut state = IndexState::default();
-        let mut at = FILE_MAGIC.len();
-        if buf.len() < FILE_MAGIC.len() {
+        let mut at = MAGIC_V1.len();
+        let mut format = 1u8;
+        if buf.len() < MAGIC_V1.len() {
             // New (or torn at creation): start afresh.
             file.set_len(0)?;
-            file.write_all_at(FILE_MAGIC, 0)?;
+            file.write_all_at(MAGIC_V1, 0)?;
             file.sync_data()?;
             vfs.sync_dir(dir)?;
-        } else if &buf[..8] != FILE_MAGIC {
+        } else if &buf[..8] != MAGIC_V1 && &buf[..8] != MAGIC_V2 {
+            if buf[..7] == MAGIC_V1[..7] {
+                return Err(invalid(format!(
+                    "{} is in index format {:?}, written by a newer Walrus; this build reads \
+                     formats 1 to {INDEX_FORMAT}",
+                    path.display(),
+                    buf[7] as char
+                )));
+            }
             return Err(invalid(format!(
                 "{} is not a Walrus index (bad magic)",
                 path.display()
             )));
         } else {
+            if &buf[..8] == MAGIC_V2 {
+                format = 2;
+            }
             while let Some((rec, n)) = Record::decode(&buf[at..])? {
                 state.apply(&rec);
                 at += n;
@@ -322,13 +444,8 @@ impl IndexLog {
                 file.sync_data()?;
             }
         }
-        let len = at.max(FILE_MAGIC.len()) as u64;
-        let mirror = IndexState {
-            max_generation: state.max_generation,
-            cursors: state.cursors.clone(),
-            trims: state.trims.clone(),
-            deleted: state.deleted.clone(),
-        };
+        let len = at.max(MAGIC_V1.len()) as u64;
+        let mirror = state.clone();
         Ok((
             IndexLog {
                 vfs,
@@ -338,6 +455,7 @@ impl IndexLog {
                     len,
                     appended: 0,
                     live_len: len,
+                    format,
                 }),
                 state: Mutex::new(mirror),
                 sync: Mutex::new(SyncState {
@@ -367,7 +485,13 @@ impl IndexLog {
         log.len += buf.len() as u64;
         log.appended += buf.len() as u64;
         let upto = log.appended;
-        if log.len > COMPACT_MIN_BYTES && log.len > 4 * log.live_len.max(1) {
+        let needs = recs.iter().map(Record::format).max().unwrap_or(1);
+        if needs > log.format {
+            // The first record of a newer format: the file is rewritten under the newer magic
+            // (durably, before this returns), so older builds refuse it.
+            log.format = needs;
+            self.rewrite(&mut log)?;
+        } else if log.len > COMPACT_MIN_BYTES && log.len > 4 * log.live_len.max(1) {
             self.rewrite(&mut log)?;
         }
         Ok(upto)
@@ -422,7 +546,7 @@ impl IndexLog {
 
     fn rewrite(&self, log: &mut LogFile) -> io::Result<()> {
         let recs = lock(&self.state).snapshot();
-        let mut buf = FILE_MAGIC.to_vec();
+        let mut buf = if log.format >= 2 { MAGIC_V2 } else { MAGIC_V1 }.to_vec();
         for r in &recs {
             r.encode(&mut buf);
         }
@@ -498,6 +622,13 @@ mod tests {
                 topic: b"t".to_vec(),
                 incarnation: 4,
             },
+            Record::Cut {
+                topic: b"t".to_vec(),
+                incarnation: 4,
+                seq: 9,
+                keep_below: 12,
+                next: 12,
+            },
         ];
         let mut buf = Vec::new();
         for r in &recs {
@@ -512,7 +643,7 @@ mod tests {
         assert_eq!(at, buf.len());
         // A torn tail decodes as the end.
         assert!(Record::decode(&buf[..buf.len() - 1]).unwrap().is_some());
-        let last_start = buf.len() - 8 - 1 - 4 - 1 - 8;
+        let last_start = buf.len() - 8 - 1 - 4 - 1 - 32;
         assert!(Record::decode(&buf[last_start..buf.len() - 1])
             .unwrap()
             .is_none());

@@ -478,3 +478,121 @@ fn batch_append_many_writes_each_topic_atomically_with_its_own_result() {
         .enumerate()
         .all(|(i, e)| e.data == entry(2, i as u64 + 1, 100)));
 }
+
+#[test]
+fn truncate_after_cuts_the_suffix_and_appends_continue_at_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = |i: u64, epoch: u32| entry(epoch, i, 3000);
+    {
+        let wal = small(dir.path()).open().unwrap();
+        // 60 entries of 3 KB span three 64 KiB blocks.
+        for i in 0..60 {
+            wal.append("t", &data(i, 0)).unwrap();
+        }
+        wal.set_cursor("t", b"far", 55, b"m").unwrap();
+        wal.set_cursor("t", b"near", 5, b"m").unwrap();
+        wal.truncate_after("t", 30).unwrap();
+        assert_eq!(wal.topic_stats("t").unwrap().next_position, 30);
+        assert_eq!(wal.cursor("t", b"far").unwrap().position, 30);
+        assert_eq!(wal.cursor("t", b"near").unwrap().position, 5);
+        assert!(wal.read_at("t", 30, 1 << 20, 10).unwrap().is_empty());
+        for i in 30..40 {
+            assert_eq!(wal.append("t", &data(i, 1)).unwrap(), i);
+        }
+        // A cut at the end does nothing; one below the log start cuts what is held.
+        wal.truncate_after("t", 40).unwrap();
+        assert_eq!(wal.topic_stats("t").unwrap().next_position, 40);
+        wal.set_cursor("t", b"after", 38, b"m").unwrap();
+    }
+    let wal = small(dir.path()).open().unwrap();
+    let st = wal.topic_stats("t").unwrap();
+    assert_eq!((st.first_position, st.next_position), (0, 40));
+    let got = wal.read_at("t", 0, 1 << 30, 100).unwrap();
+    assert_eq!(got.len(), 40);
+    for e in &got {
+        let epoch = if e.position < 30 { 0 } else { 1 };
+        assert_eq!(e.data, data(e.position, epoch), "entry {}", e.position);
+    }
+    // Cursors clamped by the cut stay clamped; one set after it keeps its place.
+    assert_eq!(wal.cursor("t", b"far").unwrap().position, 30);
+    assert_eq!(wal.cursor("t", b"after").unwrap().position, 38);
+    wal.truncate_before("t", 10).unwrap();
+    wal.truncate_after("t", 3).unwrap();
+    let st = wal.topic_stats("t").unwrap();
+    assert_eq!((st.first_position, st.next_position), (10, 10));
+    assert_eq!(wal.append("t", b"x").unwrap(), 10);
+}
+
+#[test]
+fn restart_at_drops_everything_and_continues_at_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = small(dir.path()).open().unwrap();
+        for i in 0..20 {
+            wal.append("t", &entry(0, i, 5000)).unwrap();
+        }
+        wal.set_cursor("t", b"c", 15, b"vote").unwrap();
+        wal.restart_at("t", 100).unwrap();
+        let st = wal.topic_stats("t").unwrap();
+        assert_eq!((st.first_position, st.next_position), (100, 100));
+        assert_eq!(wal.append("t", b"first after").unwrap(), 100);
+        // Below the log start: refused.
+        assert!(wal.restart_at("t", 50).is_err());
+        // A topic that does not exist yet starts at the position.
+        wal.restart_at("fresh", 7).unwrap();
+        assert_eq!(wal.append("fresh", b"seven").unwrap(), 7);
+    }
+    let wal = small(dir.path()).open().unwrap();
+    let st = wal.topic_stats("t").unwrap();
+    assert_eq!((st.first_position, st.next_position), (100, 101));
+    let got = wal.read_at("t", 0, 1 << 20, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].position, &got[0].data[..]),
+        (100, &b"first after"[..])
+    );
+    let c = wal.cursor("t", b"c").unwrap();
+    assert_eq!((c.position, &c.metadata[..]), (15, &b"vote"[..]));
+    let st = wal.topic_stats("fresh").unwrap();
+    assert_eq!((st.first_position, st.next_position), (7, 8));
+}
+
+/// The index file's magic is its format: 1 until the first cut, then 2, which older builds
+/// refuse (they know only the format-1 magic); a newer format is refused with a clear message.
+#[test]
+fn the_first_cut_bumps_the_index_format_and_newer_formats_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("read_offset_idx_index.db");
+    let magic = || std::fs::read(&index).unwrap()[..8].to_vec();
+    {
+        let wal = small(dir.path()).open().unwrap();
+        wal.append("t", b"a").unwrap();
+        wal.append("t", b"b").unwrap();
+        wal.set_cursor("t", b"c", 2, b"").unwrap();
+    }
+    assert_eq!(magic(), b"WALRUSIX");
+    {
+        let wal = small(dir.path()).open().unwrap();
+        wal.truncate_after("t", 1).unwrap();
+        // Durable at once, before the process could die.
+        assert_eq!(magic(), b"WALRUSI2");
+    }
+    {
+        let wal = small(dir.path()).open().unwrap();
+        assert_eq!(wal.topic_stats("t").unwrap().next_position, 1);
+        assert_eq!(wal.cursor("t", b"c").unwrap().position, 1);
+    }
+    assert_eq!(magic(), b"WALRUSI2");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes[7] = b'3';
+    std::fs::write(&index, &bytes).unwrap();
+    let err = small(dir.path())
+        .open()
+        .err()
+        .expect("format 3 must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer Walrus") && msg.contains("formats 1 to 2"),
+        "{msg}"
+    );
+}

@@ -38,17 +38,24 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-/// The one valid content of entry `pos` in topic `t`.
-fn content(t: u32, pos: u64) -> Vec<u8> {
-    let h = mix(((t as u64) << 40) ^ pos);
+/// The one valid content of entry `pos` in topic `t` written in `epoch`: the epoch (first 8
+/// bytes) changes with every cut and restart, so an entry a cut dropped never passes for the one
+/// appended at its position afterwards.
+fn content(t: u32, pos: u64, epoch: u64) -> Vec<u8> {
+    let h = mix(((t as u64) << 40) ^ pos ^ epoch.rotate_left(20));
     let len = if h.is_multiple_of(97) {
         70_000
     } else {
         (h % 3000) as usize
     };
-    (0..len)
-        .map(|i| (h.wrapping_add(i as u64) % 253) as u8)
-        .collect()
+    let mut v = epoch.to_le_bytes().to_vec();
+    v.extend((0..len).map(|i| (h.wrapping_add(i as u64) % 253) as u8));
+    v
+}
+
+/// The epoch an entry says it was written in.
+fn epoch_of(data: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(..8)?.try_into().ok()?))
 }
 
 fn topic(t: u32) -> String {
@@ -85,12 +92,18 @@ fn crash_child() {
         rng ^= rng << 17;
         rng % n
     };
+    // Every child writes in epochs of its own, a new one after each cut or restart.
+    let mut epochs: HashMap<u32, u64> = (0..TOPICS).map(|t| (t, seed << 16)).collect();
+    // One child in four cuts often, so that kills land in and right after cuts.
+    let ops = if seed.is_multiple_of(4) { 40 } else { 23 };
     loop {
         let t = next(TOPICS as u64) as u32;
         let name = topic(t);
         let stats = wal.topic_stats(&name);
         let start = stats.as_ref().map(|s| s.next_position).unwrap_or(0);
-        match next(20) {
+        let ep = epochs[&t];
+        let content = |t: u32, p: u64| content(t, p, epochs[&t]);
+        match next(ops) {
             // Two topics' batches in one write submission: each atomic on its own.
             8..=10 => {
                 let t2 = (t + 1) % TOPICS;
@@ -104,8 +117,8 @@ fn crash_child() {
                 let d2: Vec<Vec<u8>> = (start2..start2 + n2).map(|p| content(t2, p)).collect();
                 let r1: Vec<&[u8]> = d1.iter().map(|d| d.as_slice()).collect();
                 let r2: Vec<&[u8]> = d2.iter().map(|d| d.as_slice()).collect();
-                writeln!(out, "BEGIN {t} {start} {n}").unwrap();
-                writeln!(out, "BEGIN {t2} {start2} {n2}").unwrap();
+                writeln!(out, "BEGIN {t} {start} {n} {ep}").unwrap();
+                writeln!(out, "BEGIN {t2} {start2} {n2} {}", epochs[&t2]).unwrap();
                 out.flush().unwrap();
                 let res = wal.batch_append_many(&[(&name, &r1), (&name2, &r2)]);
                 assert_eq!(res[0].as_ref().unwrap(), &(start..start + n));
@@ -117,14 +130,14 @@ fn crash_child() {
                 let n = 1 + next(40);
                 let data: Vec<Vec<u8>> = (start..start + n).map(|p| content(t, p)).collect();
                 let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
-                writeln!(out, "BEGIN {t} {start} {n}").unwrap();
+                writeln!(out, "BEGIN {t} {start} {n} {ep}").unwrap();
                 out.flush().unwrap();
                 let r = wal.batch_append(&name, &refs).unwrap();
                 assert_eq!(r, start..start + n);
                 writeln!(out, "END {t} {}", start + n).unwrap();
             }
             12..=15 => {
-                writeln!(out, "BEGIN {t} {start} 1").unwrap();
+                writeln!(out, "BEGIN {t} {start} 1 {ep}").unwrap();
                 out.flush().unwrap();
                 assert_eq!(wal.append(&name, &content(t, start)).unwrap(), start);
                 writeln!(out, "END {t} {}", start + 1).unwrap();
@@ -147,8 +160,28 @@ fn crash_child() {
                     writeln!(out, "TDONE {t} {pos}").unwrap();
                 }
             }
-            _ => {
+            19 => {
                 wal.flush().unwrap();
+            }
+            // Restarts (a snapshot install) are rarer than cuts.
+            22 | 39 => {
+                let pos = start + next(30);
+                writeln!(out, "RESTART {t} {pos}").unwrap();
+                out.flush().unwrap();
+                wal.restart_at(&name, pos).unwrap();
+                epochs.insert(t, ep + 1);
+                writeln!(out, "RDONE {t} {pos}").unwrap();
+            }
+            _ => {
+                let first = stats.as_ref().map(|s| s.first_position).unwrap_or(0);
+                if start > first {
+                    let pos = first + next(start - first);
+                    writeln!(out, "CUT {t} {pos}").unwrap();
+                    out.flush().unwrap();
+                    wal.truncate_after(&name, pos).unwrap();
+                    epochs.insert(t, ep + 1);
+                    writeln!(out, "CUTDONE {t} {pos}").unwrap();
+                }
             }
         }
         out.flush().unwrap();
@@ -158,11 +191,31 @@ fn crash_child() {
 #[derive(Default, Clone, Debug)]
 struct Expect {
     next: u64,
-    in_flight: Option<(u64, u64)>,
+    /// (start, end, epoch) of the batch in flight at the kill.
+    in_flight: Option<(u64, u64, u64)>,
+    /// Runs of acknowledged entries: start position → the epoch they were written in (a
+    /// position's epoch is that of the greatest start at or below it).
+    epochs: std::collections::BTreeMap<u64, u64>,
+    /// A cut or restart in flight at the kill: (position, is a restart).
+    cut_in_flight: Option<(u64, bool)>,
     cursor: Option<u64>,
     cursor_in_flight: Option<u64>,
     trim: u64,
     trim_in_flight: Option<u64>,
+}
+
+/// A completed cut (`truncate_after`) or restart in the model.
+fn cut(e: &mut Expect, p: u64, restart: bool) {
+    let to = if restart { p } else { p.max(e.trim) };
+    if !restart && to >= e.next {
+        return;
+    }
+    e.epochs.split_off(&to);
+    e.next = to;
+    e.cursor = e.cursor.map(|c| c.min(to));
+    if restart {
+        e.trim = p;
+    }
 }
 
 #[test]
@@ -175,6 +228,8 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
     let exe = std::env::current_exe().unwrap();
     let mut expect: HashMap<u32, Expect> = HashMap::new();
     let mut total_entries = 0u64;
+    // Cuts and restarts completed, and those in flight at a kill.
+    let (mut cuts_done, mut cuts_killed) = (0u64, 0u64);
     // Children per write path (each reports the one its instance chose).
     let mut paths: HashMap<String, u64> = HashMap::new();
     let mut direct_here = false;
@@ -227,7 +282,10 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
                 *paths.entry(p.trim().to_string()).or_default() += 1;
                 continue;
             }
-            let known = ["BEGIN", "END", "CSET", "CDONE", "TRIM", "TDONE"];
+            let known = [
+                "BEGIN", "END", "CSET", "CDONE", "TRIM", "TDONE", "CUT", "CUTDONE", "RESTART",
+                "RDONE",
+            ];
             // The harness prints "test crash_child ... " before the child's first line, on the
             // same line: the report starts at its keyword (a first BEGIN was once missed so).
             let f: Vec<&str> = line
@@ -241,10 +299,22 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
             let e = expect.entry(t).or_default();
             let a: u64 = f[2].parse().unwrap();
             match f[0] {
-                "BEGIN" => e.in_flight = Some((a, a + f[3].parse::<u64>().unwrap())),
+                "BEGIN" => {
+                    let n: u64 = f[3].parse().unwrap();
+                    e.in_flight = Some((a, a + n, f[4].parse().unwrap()));
+                }
                 "END" => {
+                    if let Some((s, _, ep)) = e.in_flight.take() {
+                        e.epochs.insert(s, ep);
+                    }
                     e.next = a;
-                    e.in_flight = None;
+                }
+                "CUT" => e.cut_in_flight = Some((a, false)),
+                "RESTART" => e.cut_in_flight = Some((a, true)),
+                "CUTDONE" | "RDONE" => {
+                    cuts_done += 1;
+                    e.cut_in_flight = None;
+                    cut(e, a, f[0] == "RDONE");
                 }
                 "CSET" => e.cursor_in_flight = Some(a),
                 "CDONE" => {
@@ -267,18 +337,38 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
             let name = topic(t);
             let Some(st) = wal.topic_stats(&name) else {
                 assert_eq!(e.next, 0, "iteration {it}: topic {t} vanished");
-                assert!(e.in_flight.is_none_or(|(s, _)| s == 0));
+                assert!(e.in_flight.is_none_or(|(s, _, _)| s == 0));
                 continue;
             };
-            match e.in_flight {
-                Some((s, end)) => assert!(
-                    st.next_position == s || st.next_position == end,
-                    "iteration {it}: topic {t}: batch {s}..{end} in flight, found next {}",
-                    st.next_position
-                ),
+            // The operation in flight at the kill happened or did not: which one, the state
+            // says; the model follows it, then everything is checked against the model.
+            if let Some((p, restart)) = e.cut_in_flight.take() {
+                cuts_killed += 1;
+                let happened = if restart {
+                    st.first_position == p && st.next_position == p
+                } else {
+                    // The child cuts only below the end.
+                    st.next_position == p.max(e.trim) && p < e.next
+                };
+                if happened {
+                    cut(e, p, restart);
+                }
+            }
+            match e.in_flight.take() {
+                Some((s, end, ep)) => {
+                    assert!(
+                        st.next_position == s || st.next_position == end,
+                        "iteration {it}: topic {t}: batch {s}..{end} in flight, found next {}",
+                        st.next_position
+                    );
+                    if st.next_position == end {
+                        e.epochs.insert(s, ep);
+                        e.next = end;
+                    }
+                }
                 None => assert_eq!(
                     st.next_position, e.next,
-                    "iteration {it}: topic {t}: acknowledged entries lost"
+                    "iteration {it}: topic {t}: acknowledged entries lost (or a cut undone)"
                 ),
             }
             let ok_first =
@@ -298,9 +388,15 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
                 assert!(!got.is_empty(), "iteration {it}: topic {t}: hole at {p}");
                 for en in got {
                     assert_eq!(en.position, p);
+                    let want = e.epochs.range(..=p).next_back().map(|(_, ep)| *ep);
+                    let ep = epoch_of(&en.data);
                     assert!(
-                        en.data == content(t, p),
+                        ep.is_some_and(|ep| en.data == content(t, p, ep)),
                         "iteration {it}: topic {t}: entry {p} damaged"
+                    );
+                    assert_eq!(
+                        ep, want,
+                        "iteration {it}: topic {t}: entry {p} is from another epoch (a cut entry back?)"
                     );
                     p += 1;
                 }
@@ -320,7 +416,6 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
             total_entries += st.next_position - st.first_position;
             // The reopened state is the new baseline.
             e.next = st.next_position;
-            e.in_flight = None;
             e.cursor = c;
             e.cursor_in_flight = None;
             e.trim = st.first_position;
@@ -329,8 +424,14 @@ fn kill_at_random_points_loses_nothing_acknowledged() {
         drop(wal);
     }
     eprintln!(
-        "{iterations} kill points, {total_entries} entries verified in total; children by write path: {paths:?}"
+        "{iterations} kill points, {total_entries} entries verified in total; children by write path: {paths:?}; {cuts_done} cuts and restarts completed, {cuts_killed} killed in flight"
     );
+    if iterations >= 50 {
+        assert!(
+            cuts_done > 0 && cuts_killed > 0,
+            "the children cut too little"
+        );
+    }
     if direct_here && iterations >= 4 {
         // Where O_DIRECT works, the fd-backend children (every other one; those killed while
         // opening may not have reported) wrote through it.

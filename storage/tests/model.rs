@@ -27,6 +27,16 @@ enum Op {
     Delete {
         topic: u8,
     },
+    /// `truncate_after` at a fraction of the topic's length.
+    Cut {
+        topic: u8,
+        frac: u8,
+    },
+    /// `restart_at` this many positions past the topic's end.
+    Restart {
+        topic: u8,
+        ahead: u8,
+    },
     Reopen,
     Read {
         topic: u8,
@@ -43,6 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8, any::<u8>()).prop_map(|(topic, frac)| Op::Truncate { topic, frac }),
         2 => (0..3u8, 0..3u8, any::<u8>()).prop_map(|(topic, name, frac)| Op::Cursor { topic, name, frac }),
         1 => (0..3u8).prop_map(|topic| Op::Delete { topic }),
+        2 => (0..3u8, any::<u8>()).prop_map(|(topic, frac)| Op::Cut { topic, frac }),
+        1 => (0..3u8, 0..40u8).prop_map(|(topic, ahead)| Op::Restart { topic, ahead }),
         1 => Just(Op::Reopen),
         3 => (0..3u8, any::<u8>(), 0..20000usize, 1..50usize).prop_map(|(topic, frac, max_bytes, max_entries)| Op::Read { topic, frac, max_bytes, max_entries }),
     ]
@@ -53,6 +65,9 @@ struct TopicModel {
     first: u64,
     entries: Vec<Vec<u8>>, // index = position
     cursors: BTreeMap<u8, u64>,
+    /// Cuts and restarts so far: part of every entry's content, so an entry a cut dropped
+    /// never reads like the one appended at its position after it.
+    epoch: u8,
 }
 
 fn builder(dir: &std::path::Path) -> WalrusBuilder {
@@ -63,9 +78,9 @@ fn builder(dir: &std::path::Path) -> WalrusBuilder {
         .fsync(FsyncSchedule::NoFsync)
 }
 
-fn data(topic: u8, pos: usize, len: usize) -> Vec<u8> {
+fn data(topic: u8, pos: usize, len: usize, epoch: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u64 * 31 + pos as u64 * 7 + topic as u64) as u8)
+        .map(|i| (i as u64 * 31 + pos as u64 * 7 + topic as u64 + epoch as u64 * 101) as u8)
         .collect()
 }
 
@@ -80,14 +95,15 @@ proptest! {
             match op {
                 Op::Append { topic, len } => {
                     let m = model.entry(topic).or_default();
-                    let d = data(topic, m.entries.len(), len);
+                    let d = data(topic, m.entries.len(), len, m.epoch);
                     let pos = wal.append(&format!("t{topic}"), &d).unwrap();
                     prop_assert_eq!(pos, m.entries.len() as u64);
                     m.entries.push(d);
                 }
                 Op::Batch { topic, lens } => {
                     let before = model.get(&topic).map(|m| m.entries.len()).unwrap_or(0);
-                    let ds: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, l)| data(topic, before + i, *l)).collect();
+                    let epoch = model.get(&topic).map(|m| m.epoch).unwrap_or(0);
+                    let ds: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, l)| data(topic, before + i, *l, epoch)).collect();
                     let refs: Vec<&[u8]> = ds.iter().map(|d| d.as_slice()).collect();
                     let r = wal.batch_append(&format!("t{topic}"), &refs).unwrap();
                     prop_assert_eq!(r.start, before as u64);
@@ -113,6 +129,32 @@ proptest! {
                 Op::Delete { topic } => {
                     wal.delete_topic(&format!("t{topic}")).unwrap();
                     model.remove(&topic);
+                }
+                Op::Cut { topic, frac } => {
+                    if let Some(m) = model.get_mut(&topic) {
+                        let n = m.entries.len() as u64;
+                        let pos = n * frac as u64 / 255;
+                        wal.truncate_after(&format!("t{topic}"), pos).unwrap();
+                        let kept = pos.max(m.first);
+                        if kept < n {
+                            m.entries.truncate(kept as usize);
+                            for c in m.cursors.values_mut() {
+                                *c = (*c).min(kept);
+                            }
+                            m.epoch = m.epoch.wrapping_add(1);
+                        }
+                    }
+                }
+                Op::Restart { topic, ahead } => {
+                    let m = model.entry(topic).or_default();
+                    let p = m.entries.len() as u64 + ahead as u64;
+                    wal.restart_at(&format!("t{topic}"), p).unwrap();
+                    m.entries = vec![Vec::new(); p as usize];
+                    m.first = p;
+                    for c in m.cursors.values_mut() {
+                        *c = (*c).min(p);
+                    }
+                    m.epoch = m.epoch.wrapping_add(1);
                 }
                 Op::Reopen => {
                     drop(wal);

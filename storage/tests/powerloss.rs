@@ -61,6 +61,32 @@ struct TopicModel {
     maybe: Vec<Vec<u8>>,
     /// A delete_topic that failed with the power.
     maybe_deleted: bool,
+    /// A truncate_after / restart_at that failed with the power (durable when they return).
+    maybe_cut: Option<u64>,
+    maybe_restart: Option<u64>,
+}
+
+impl TopicModel {
+    /// A completed `truncate_after(to)` (`to` at or above the log start).
+    fn cut(&mut self, to: u64) {
+        if to >= self.entries.len() as u64 {
+            return;
+        }
+        self.entries.truncate(to as usize);
+        self.durable_next = self.durable_next.min(to);
+        for b in &mut self.batches {
+            b.end = b.end.min(to);
+        }
+        self.batches.retain(|b| b.start < b.end);
+    }
+
+    /// A completed `restart_at(p)`.
+    fn restart(&mut self, p: u64) {
+        self.entries = vec![Vec::new(); p as usize];
+        self.batches.clear();
+        self.durable_next = p;
+        self.trimmed = p;
+    }
 }
 
 #[derive(Default, Clone)]
@@ -117,7 +143,36 @@ fn run_ops(w: &Walrus, disk: &SimDisk, m: &mut Model, rng: &mut Rng, ops: usize)
         let tag = m.tag;
         let kind = rng.below(100);
         let failed = match kind {
-            0..=44 => {
+            41..=43 => {
+                let tm = &mut m.topics[t];
+                let len = tm.entries.len() as u64;
+                let pos = rng.below(len + 1);
+                match w.truncate_after(&name, pos) {
+                    Ok(()) => {
+                        tm.cut(pos.max(tm.trimmed));
+                        false
+                    }
+                    Err(_) => {
+                        tm.maybe_cut = Some(pos.max(tm.trimmed));
+                        true
+                    }
+                }
+            }
+            44 => {
+                let tm = &mut m.topics[t];
+                let p = tm.entries.len() as u64 + rng.below(20);
+                match w.restart_at(&name, p) {
+                    Ok(()) => {
+                        tm.restart(p);
+                        false
+                    }
+                    Err(_) => {
+                        tm.maybe_restart = Some(p);
+                        true
+                    }
+                }
+            }
+            0..=40 => {
                 let data = payload(rng, tag);
                 match w.append(&name, &data) {
                     Ok(pos) => {
@@ -255,6 +310,17 @@ fn verify(w: &Walrus, m: &mut Model, seed: u64, cut: usize) {
                 "{ctx}: {name} deleted yet holds entries"
             );
             continue;
+        }
+        // A cut or restart in flight happened or did not: the state says which.
+        if let Some(p) = tm.maybe_restart.take() {
+            if first == p {
+                tm.restart(p);
+            }
+        }
+        if let Some(to) = tm.maybe_cut.take() {
+            if next <= to {
+                tm.cut(to);
+            }
         }
         let held = tm.entries.len() as u64;
         assert!(

@@ -8,10 +8,11 @@
 //! already holds it.
 //!
 //! This file holds the engine's types and the public API; each path has a file of its own:
-//! `files.rs` (blocks, files, space), `append.rs`, `read.rs`, `flush.rs` (durability and
+//! `files.rs` (blocks, files, space), `append.rs`, `read.rs`, `cut.rs` (suffix cuts, restarts), `flush.rs` (durability and
 //! checkpoints), `recover.rs` (opening an instance), `shared.rs` (topic lookup, failure state).
 
 mod append;
+mod cut;
 mod files;
 mod flush;
 mod read;
@@ -77,7 +78,8 @@ fn check_batch(batch: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-/// What a block's newest checkpoint slot on disk says (all zero: no slot written).
+/// What a block's newest checkpoint slot on disk says (all zero: no slot written; `end` 0 with a
+/// `seq`: a slot that a cut made stale, to be replaced).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct OnDisk {
     /// Sequence number of the slot (the next one written is `seq + 1`).

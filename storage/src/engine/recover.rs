@@ -86,10 +86,15 @@ fn seal_tails(topics: &HashMap<String, Arc<Topic>>) -> HashMap<String, Arc<Topic
     for (name, t) in topics {
         let mut st = lock(&t.state);
         if let Some(b) = st.blocks.back_mut() {
-            if !b.sealed {
-                b.sealed = true;
-                sealed.insert(name.clone(), t.clone());
-            }
+            b.sealed = true;
+        }
+        // Also blocks a cut sealed whose checkpoint does not say so yet.
+        if st
+            .blocks
+            .iter()
+            .any(|b| b.ckpt.sealed != b.sealed || b.ckpt.end != b.end)
+        {
+            sealed.insert(name.clone(), t.clone());
         }
     }
     sealed
@@ -271,7 +276,19 @@ fn rebuild_topics(
             .get(&(name_bytes.clone(), inc))
             .copied()
             .unwrap_or(0);
-        let next_seq = blocks.last().map(|b| b.header.seq + 1).unwrap_or(0);
+        let cuts = state
+            .cuts
+            .get(&(name_bytes.clone(), inc))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        // New blocks must come after every cut (or the cut would apply to them).
+        let next_seq = blocks
+            .last()
+            .map(|b| b.header.seq + 1)
+            .unwrap_or(0)
+            .max(cuts.iter().map(|c| c.0).max().unwrap_or(0));
+        let (blocks, caps, cut_away) = apply_cuts(blocks, cuts);
+        to_invalidate.extend(cut_away);
         // Blocks wholly before the retention mark are dead without a scan.
         let first_live = (0..blocks.len())
             .find(|&k| {
@@ -287,7 +304,13 @@ fn rebuild_topics(
             .get(first_live)
             .is_none_or(|b| b.header.first_position <= trim);
         let mut chain = if starts_right {
-            rebuild_chain(inc, &blocks[first_live..], cfg, recovery)?
+            rebuild_chain(
+                inc,
+                &blocks[first_live..],
+                &caps[first_live..],
+                cfg,
+                recovery,
+            )?
         } else {
             Vec::new()
         };
@@ -340,6 +363,11 @@ fn rebuild_topics(
         if topics.contains_key(&name) {
             continue;
         }
+        let next_seq = state
+            .cuts
+            .get(&(name_bytes.clone(), *inc))
+            .and_then(|c| c.iter().map(|c| c.0).max())
+            .unwrap_or(0);
         topics.insert(
             name.clone(),
             Arc::new(Topic {
@@ -348,7 +376,7 @@ fn rebuild_topics(
                     incarnation: *inc,
                     first_position: *pos,
                     next_position: *pos,
-                    next_seq: 0,
+                    next_seq,
                     blocks: VecDeque::new(),
                     deleted: false,
                     reads_since_persist: 0,
@@ -446,11 +474,41 @@ fn clamp_cursors(
     cursors
 }
 
+/// Blocks a cut leaves (with their caps) and blocks it drops.
+type CutBlocks = (Vec<FoundBlock>, Vec<u64>, Vec<(Arc<WalFile>, u32)>);
+
+/// The cuts of a topic life applied to its blocks (sorted by seq): a block written before a cut
+/// (seq below the cut's) holds nothing at or past the cut's `keep_below`, so blocks starting
+/// there are dropped (returned to be invalidated) and the others get a cap, the position their
+/// content ends at whatever their checkpoint or a scan says (`u64::MAX`: no cap).
+fn apply_cuts(blocks: Vec<FoundBlock>, cuts: &[crate::index::CutMark]) -> CutBlocks {
+    let mut kept = Vec::with_capacity(blocks.len());
+    let mut caps = Vec::with_capacity(blocks.len());
+    let mut dropped = Vec::new();
+    for b in blocks {
+        let cap = cuts
+            .iter()
+            .filter(|c| b.header.seq < c.0)
+            .map(|c| c.1)
+            .min()
+            .unwrap_or(u64::MAX);
+        if b.header.first_position >= cap {
+            dropped.push((b.file.clone(), b.index));
+        } else {
+            kept.push(b);
+            caps.push(cap);
+        }
+    }
+    (kept, caps, dropped)
+}
+
 /// Rebuilds a topic's chain from its blocks (sorted by seq): trusts checkpoints, scans only what
-/// came after them, and stops at the first block that does not continue the chain.
+/// came after them, and stops at the first block that does not continue the chain. `caps[i]`
+/// is the position block `i`'s content ends at, at the latest (its cuts).
 fn rebuild_chain(
     incarnation: u64,
     blocks: &[FoundBlock],
+    caps: &[u64],
     cfg: &WalrusBuilder,
     stats: &mut RecoveryStats,
 ) -> io::Result<Vec<Block>> {
@@ -460,7 +518,7 @@ fn rebuild_chain(
     let mut last_gen = 0u32;
     // (chain index, end, next_position, samples len) at the last batch boundary.
     let mut committed: Option<(usize, u64, u64, usize)> = None;
-    for fb in blocks {
+    for (fb, &cap) in blocks.iter().zip(caps) {
         let h = &fb.header;
         if let Some(p) = expect_pos {
             if h.first_position != p {
@@ -500,6 +558,31 @@ fn rebuild_chain(
                     sealed: c.sealed,
                 };
                 last_gen = c.last_generation;
+                if c.next_position > cap {
+                    // A checkpoint from before a cut claims entries the cut dropped: resume
+                    // from its last sample at or below the cut (an entry start inside what
+                    // the checkpoint covers) and scan up to the cut. The next flush writes
+                    // the block's sealed checkpoint at the cut.
+                    let (p, o) = c
+                        .samples
+                        .iter()
+                        .rev()
+                        .find(|s| s.0 <= cap && s.1 <= c.end)
+                        .copied()
+                        .unwrap_or((h.first_position, BLOCK_HEADER_SIZE));
+                    b.end = o;
+                    b.next_position = p;
+                    b.samples.retain(|s| s.0 < p);
+                    if b.samples.is_empty() {
+                        b.samples.push((h.first_position, BLOCK_HEADER_SIZE));
+                    }
+                    b.sealed = false;
+                    b.ckpt = OnDisk {
+                        seq: c.seq,
+                        end: 0,
+                        sealed: false,
+                    };
+                }
             }
         }
         let idx = chain.len();
@@ -518,6 +601,13 @@ fn rebuild_chain(
             let mut buf_at = u64::MAX;
             let mut chunk = 4096u64;
             'scan: while off + ENTRY_HEADER_SIZE as u64 <= capacity {
+                if pos >= cap {
+                    // The cut: a batch boundary by definition (the cut may split one of
+                    // Walrus's batches; what is below it stays), and the block's end.
+                    committed = Some((idx, b.end, b.next_position, b.samples.len()));
+                    b.sealed = true;
+                    break 'scan;
+                }
                 // Keep a window of the file in memory.
                 let need_hdr = off + ENTRY_HEADER_SIZE as u64;
                 if buf_at == u64::MAX || off < buf_at || need_hdr > buf_at + buf.len() as u64 {
