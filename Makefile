@@ -6,7 +6,8 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka bench-vs-kafka-full bench-produce-path franz-go calibrate
+        differential kafka-fixture test-java test-go bench-vs-kafka bench-vs-kafka-full bench-produce-path franz-go calibrate \
+        raft-spike raft-spike-netns cluster-faults
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -29,6 +30,7 @@ test: install-test-deps lint ## Install test needs, lint, and run every test (wh
 	TUSK_BIN=$(CURDIR)/target/release/tusk mvn -q -B -f tests/java/pom.xml test
 	cd tests/go && TUSK_BIN=$(CURDIR)/target/release/tusk go test -count=1 ./...
 	TUSK_BIN=$(CURDIR)/target/release/tusk ./scripts/franz-go-suite.sh
+	$(MAKE) cluster-faults
 
 test-rust: ## Rust tests only
 	$(CARGO) test --workspace --release
@@ -51,6 +53,18 @@ fuzz: ## cargo-fuzz targets (decode, bodies, records), FUZZ_SECONDS each (defaul
 powerloss-long: ## Power-loss simulation: Walrus 100,000 cuts, the broker 3,000 (CI runs 1,000 and 60)
 	WALRUS_POWERLOSS_CUTS=100000 $(CARGO) test --release -p walrus-storage --test powerloss -- --nocapture
 	TUSK_POWERLOSS_CUTS=3000 $(CARGO) test --release --test broker_powerloss -- --nocapture
+
+raft-spike: ## The openraft spike on loopback: 3 nodes x GROUPS (1000) groups, idle cost, appends, re-election, remedies (bench-results/raft-spike.md)
+	$(CARGO) build --release -p tusk-raft
+	$(PYTHON) scripts/raft-spike.py measure --groups $${GROUPS:-1000}
+
+raft-spike-netns: ## The same with each node in its own network namespace (root)
+	$(CARGO) build --release -p tusk-raft
+	$(PYTHON) scripts/raft-spike.py measure --netns --groups $${GROUPS:-1000}
+
+cluster-faults: ## The netns fault run on the spike (kill -9, SIGSTOP, cut link, isolated leader) + the log checker; exit 2 = no netns here
+	$(CARGO) build --release -p tusk-raft
+	$(PYTHON) scripts/raft-spike.py faults --groups $${GROUPS:-20} --seconds $${SECONDS_MAX:-60} || { rc=$$?; [ $$rc -eq 2 ] && echo "cluster-faults: SKIPPED, no network namespaces on this machine"; [ $$rc -eq 2 ]; }
 
 crash-long: ## Storage crash test with thousands of kill points
 	WALRUS_CRASH_ITERATIONS=3000 $(CARGO) test --release -p walrus-storage --test crash -- --nocapture

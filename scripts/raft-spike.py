@@ -46,17 +46,19 @@ class Node:
         self.i = i
         self.argv = argv
         self.cluster = cluster
-        self.lines = queue.Queue()
         self.start()
 
     def start(self):
-        kw = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        err = open(os.environ["SPIKE_STDERR"] + f".{self.i}", "a") if os.environ.get(
+            "SPIKE_STDERR") else subprocess.DEVNULL
+        kw = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                   text=True, bufsize=1, env={**os.environ, "WALRUS_QUIET": "1"})
         if self.cluster:
             self.p = self.cluster.start(self.i, self.argv, **kw)
         else:
             self.p = subprocess.Popen(self.argv, **kw)
         self.lines = queue.Queue()
+        self.stash = {}
         threading.Thread(target=self._read, args=(self.p, self.lines), daemon=True).start()
 
     @staticmethod
@@ -68,10 +70,16 @@ class Node:
                 pass
 
     def send(self, cmd):
+        if not self.alive():
+            raise RuntimeError(f"node {self.i} exited unexpectedly (code {self.p.returncode})")
         self.p.stdin.write(cmd + "\n")
         self.p.stdin.flush()
 
     def wait_for(self, key, timeout):
+        """The next message with `key`; others that arrive first are kept for their callers
+        (a command's answer can come after answers to commands sent later)."""
+        if self.stash.get(key):
+            return self.stash[key].pop(0)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
@@ -80,6 +88,8 @@ class Node:
                 break
             if key in m:
                 return m[key]
+            for k, v in m.items():
+                self.stash.setdefault(k, []).append(v)
         raise TimeoutError(f"node {self.i}: no {key!r} within {timeout}s")
 
     def report(self, timeout=10):
@@ -303,23 +313,31 @@ def markdown(res):
     return "\n".join(lines) + "\n"
 
 
+def busiest(nodes):
+    reps = {i: n.report() for i, n in nodes.items() if n.alive()}
+    return max(reps, key=lambda i: reps[i]["leading"])
+
+
 def faults(args):
     if not netns.available():
         print("faults: network namespaces unavailable here (needs root and iproute2)")
         return 2
     checker.self_test()
     work = tempfile.mkdtemp(prefix="raft-faults-")
-    problems = {}
+    problems, truncations = {}, 0
     with netns.Cluster(3, prefix="tusk-flt") as cluster:
         nodes, _, _ = start_cluster(args, work, cluster)
-        reads, acks = [], []
+        reads, acks, isolated = [], [], []
         # Load from every node in background rounds while faults come and go.
         plan = [
             ("kill -9 node 1 and restart it", lambda: nodes[1].kill(),
              lambda: nodes[1].start()),
             ("SIGSTOP node 2 for 3 s", lambda: cluster.stop(2), lambda: cluster.cont(2)),
             ("cut link 1-3", lambda: cluster.cut(1, 3), lambda: cluster.heal(1, 3)),
-            ("isolate node 3", lambda: cluster.isolate(3), lambda: cluster.rejoin(3)),
+            # The node leading most groups, isolated while its writers propose: its
+            # uncommitted suffixes diverge and are truncated when it rejoins.
+            ("isolate the busiest leader", lambda: isolated.append(busiest(nodes)) or
+             cluster.isolate(isolated[-1]), lambda: cluster.rejoin(isolated[-1])),
             ("kill -9 node 2 and restart it", lambda: nodes[2].kill(),
              lambda: nodes[2].start()),
         ]
@@ -328,20 +346,21 @@ def faults(args):
             if time.time() > deadline:
                 break
             print(f"--- {what}", flush=True)
-            files = {}
+            files, procs = {}, {}
             for i, n in nodes.items():
                 if n.alive():
                     files[i] = os.path.join(work, f"acks-{len(reads)}-{i}.txt")
-                    n.send(f"load {args.groups} 6 2 256 {files[i]}")
+                    procs[i] = n.p
+                    base = (i << 56) | (len(reads) + 1) << 40
+                    n.send(f"load {args.groups} 6 2 256 {files[i]} {base}")
             time.sleep(1.5)
             inject()
             time.sleep(3)
             repair()
             for i in files:
-                try:
+                # A node killed during the round logged its acknowledgements until it died.
+                if nodes[i].p is procs[i] and nodes[i].alive():
                     nodes[i].wait_for("load", 60)
-                except TimeoutError:
-                    pass
                 if os.path.exists(files[i]):
                     acks += checker.read_acks(files[i])
             # Restarted nodes report "started" first.
@@ -352,10 +371,12 @@ def faults(args):
             reads.append(dump_all(nodes, work, args.groups, len(reads)))
         time.sleep(2)
         reads.append(dump_all(nodes, work, args.groups, "final"))
+        truncations = sum(n.report()["truncations"] for n in nodes.values())
         problems = checker.check(acks, reads)
         stop_all(nodes)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(acks)} acknowledged records, {len(reads)} reads of 3 replicas")
+    print(f"{len(acks)} acknowledged records, {len(reads)} reads of 3 replicas, "
+          f"{truncations} log truncations (since the last restarts)")
     if problems:
         for k, v in problems.items():
             print(f"PROBLEM {k}: {len(v)}, e.g. {v[:5]}")

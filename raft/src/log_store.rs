@@ -28,6 +28,9 @@ use walrus::Walrus;
 const VOTE: &[u8] = b"raft.vote";
 const COMMITTED: &[u8] = b"raft.committed";
 const PURGED: &[u8] = b"raft.purged";
+/// Suffix truncations (Raft conflicts resolved) done by this process, for reports.
+pub static TRUNCATIONS: AtomicU64 = AtomicU64::new(0);
+
 /// Bytes read per step when serving entries.
 const READ_BYTES: usize = 4 << 20;
 
@@ -321,6 +324,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        TRUNCATIONS.fetch_add(1, Ordering::Relaxed);
         self.blocking(ErrorVerb::Delete, move |wal, topic| {
             wal.truncate_after(topic, log_id.index)
                 .map_err(|e| e.to_string())

@@ -4,9 +4,10 @@
 //! Driven by `scripts/raft-spike.py` through stdin/stdout, one line each way:
 //! - out, every `--report-ms`: `{"report": {...}}` (leaders, groups with a leader, messages
 //!   sent, fsyncs);
-//! - in `load GROUPS SECONDS CONCURRENCY SIZE FILE`: for each of groups `0..GROUPS` this node
-//!   leads, CONCURRENCY writers propose SIZE-byte entries until SECONDS pass; each
-//!   acknowledgement is written to FILE as `group index seq latency_us`; out `{"load": {...}}`;
+//! - in `load GROUPS SECONDS CONCURRENCY SIZE FILE [BASE]`: for each of groups `0..GROUPS`,
+//!   CONCURRENCY writers propose SIZE-byte entries (record ids from BASE) while this node leads
+//!   the group, until SECONDS pass; each acknowledgement is written to FILE as
+//!   `group index record latency_us`; out `{"load": {...}}`;
 //! - in `dump GROUPS FILE`: every applied normal entry of groups `0..GROUPS` as
 //!   `group index seq`; out `{"dumped": N}`;
 //! - in `report` (one report now), `quiesce on|off` (heartbeats and elections of every group),
@@ -137,7 +138,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    out(serde_json::json!({"started": {"groups": args.groups, "ms": started.elapsed().as_millis() as u64}}));
+    out(
+        serde_json::json!({"started": {"groups": args.groups, "ms": started.elapsed().as_millis() as u64}}),
+    );
     let node = Arc::new(Node {
         id: args.id,
         groups,
@@ -174,7 +177,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(line) = lines.next_line().await? {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.as_slice() {
-            ["load", groups, secs, conc, size, file] => {
+            ["load", groups, secs, conc, size, file, rest @ ..] => {
+                // Record ids: from BASE (unique per load command across restarts) or id << 48.
+                let base = match rest.first() {
+                    Some(b) => b.parse()?,
+                    None => node.id << 48,
+                };
                 let r = node
                     .load(
                         groups.parse()?,
@@ -182,6 +190,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         conc.parse()?,
                         size.parse()?,
                         file,
+                        base,
                     )
                     .await?;
                 out(serde_json::json!({ "load": r }));
@@ -237,10 +246,14 @@ impl Node {
             "frames": ld(&s.frames),
             "bytes": ld(&s.bytes),
             "fsyncs": ld(&self.syncer.stats().flushes),
+            "truncations": ld(&tusk_raft::log_store::TRUNCATIONS),
         })
     }
 
-    /// Proposes entries to the groups among `0..groups` this node leads.
+    /// Proposes entries to groups `0..groups`: CONCURRENCY writers per group propose while
+    /// this node leads it (and wait while it does not: leadership moves under faults). Every
+    /// acknowledgement is logged as it arrives (flushed at least every 50 ms), so those of a
+    /// node killed mid-run are checked too.
     async fn load(
         &self,
         groups: u64,
@@ -248,65 +261,91 @@ impl Node {
         conc: usize,
         size: usize,
         file: &str,
+        base: u64,
     ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         let deadline = Instant::now() + dur;
-        let seq = Arc::new(AtomicU64::new(self.id << 48));
+        let seq = Arc::new(AtomicU64::new(base));
+        let log = Arc::new(std::sync::Mutex::new((
+            std::io::BufWriter::new(std::fs::File::create(file)?),
+            Instant::now(),
+        )));
         let mut tasks = Vec::new();
-        let mut led = 0;
+        let led = self
+            .groups
+            .iter()
+            .take(groups as usize)
+            .filter(|(r, _, _)| r.metrics().borrow().state == ServerState::Leader)
+            .count();
         for (g, (raft, _, _)) in self.groups.iter().enumerate().take(groups as usize) {
-            if raft.metrics().borrow().state != ServerState::Leader {
-                continue;
-            }
-            led += 1;
             for _ in 0..conc {
+                let raft = raft.clone();
                 let group = RaftGroup(raft.clone());
-                let seq = seq.clone();
+                let (seq, log) = (seq.clone(), log.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut acks: Vec<(u64, u64, u64, u64)> = Vec::new();
+                    let mut lat: Vec<u64> = Vec::new();
                     let mut errors = 0u64;
                     while Instant::now() < deadline {
+                        if raft.metrics().borrow().state != ServerState::Leader {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
                         let s = seq.fetch_add(1, Ordering::Relaxed);
                         let mut data = vec![0u8; size.max(16)];
                         data[..8].copy_from_slice(&(g as u64).to_le_bytes());
                         data[8..16].copy_from_slice(&s.to_le_bytes());
                         let t = Instant::now();
-                        match group.propose(data).await {
+                        // A proposal without an answer in 5 s is indeterminate (Jepsen's
+                        // :info): not acknowledged, maybe committed (a leader cut off from the
+                        // others keeps its writers waiting).
+                        let Ok(res) =
+                            tokio::time::timeout(Duration::from_secs(5), group.propose(data)).await
+                        else {
+                            errors += 1;
+                            continue;
+                        };
+                        match res {
                             Ok(index) => {
-                                acks.push((g as u64, index, s, t.elapsed().as_micros() as u64))
+                                let us = t.elapsed().as_micros() as u64;
+                                lat.push(us);
+                                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                                let _ = writeln!(l.0, "{g} {index} {s} {us}");
+                                if l.1.elapsed() >= Duration::from_millis(50) {
+                                    let _ = l.0.flush();
+                                    l.1 = Instant::now();
+                                }
                             }
                             Err(GroupError::NotLeader(_)) | Err(GroupError::Unavailable(_)) => {
                                 errors += 1;
-                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                         }
                     }
-                    (acks, errors)
+                    (lat, errors)
                 }));
             }
         }
         let started = Instant::now();
-        let mut all = Vec::new();
+        let mut lat = Vec::new();
         let mut errors = 0;
         for t in tasks {
-            let (a, e) = t.await?;
-            all.extend(a);
+            let (l, e) = t.await?;
+            lat.extend(l);
             errors += e;
         }
+        log.lock().unwrap_or_else(|p| p.into_inner()).0.flush()?;
         let secs = started.elapsed().as_secs_f64().max(dur.as_secs_f64());
-        let mut f = std::io::BufWriter::new(std::fs::File::create(file)?);
-        for (g, i, s, l) in &all {
-            writeln!(f, "{g} {i} {s} {l}")?;
-        }
-        f.flush()?;
-        let mut lat: Vec<u64> = all.iter().map(|a| a.3).collect();
         lat.sort_unstable();
-        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
         Ok(serde_json::json!({
             "node": self.id,
             "groups_led": led,
-            "acks": all.len(),
+            "acks": lat.len(),
             "errors": errors,
-            "per_sec": all.len() as f64 / secs,
+            "per_sec": lat.len() as f64 / secs,
             "p50_us": pct(0.5),
             "p99_us": pct(0.99),
             "p999_us": pct(0.999),
