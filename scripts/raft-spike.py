@@ -135,6 +135,8 @@ def start_cluster(args, work, cluster, heartbeat_ms=50, election=(150, 300), fre
             argv.append("--init")
         if sync_heartbeats:
             argv.append("--sync-heartbeats")
+        if os.environ.get("SPIKE_ARGS"):
+            argv += os.environ["SPIKE_ARGS"].split()
         nodes[i] = Node(i, argv, cluster)
     t0 = time.time()
     for nd in nodes.values():

@@ -268,6 +268,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
+        if std::env::var_os("TUSK_RAFT_COMMITTED_LAZY").is_some() {
+            // Measurement switch only: set, made durable by the next flush.
+            let json = serde_json::to_vec(&committed)
+                .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            return self
+                .blocking(ErrorVerb::Write, move |wal, topic| {
+                    wal.set_cursor(topic, COMMITTED, 0, &json)
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+        }
         self.save_json(COMMITTED, &committed, ErrorSubject::Store)
             .await
     }

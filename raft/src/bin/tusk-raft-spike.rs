@@ -54,6 +54,10 @@ struct Args {
     /// tick) instead of each group's own timer: the "merge heartbeats per node pair" remedy.
     #[arg(long)]
     sync_heartbeats: bool,
+    /// Walrus's O_DIRECT io_uring write path (false: buffered writes, made durable by the
+    /// syncer's fsync all the same).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    direct_io: bool,
 }
 
 fn parse_peers(s: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
@@ -92,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .data_dir(&args.data)
             // Durability comes from the syncer's flushes (group commit), not a schedule.
             .fsync(walrus::FsyncSchedule::NoFsync)
+            .direct_io(args.direct_io)
             .open()?,
     );
     let syncer = Syncer::start(wal.clone())?;
