@@ -8,7 +8,8 @@
 //! `batch_read_for_topic`, the consistency and fsync settings, the backend toggles) is kept exactly;
 //! [`Walrus::append`], [`Walrus::batch_append`], [`Walrus::read_at`], the cursor methods,
 //! [`Walrus::truncate_before`], [`Walrus::delete_topic`] and [`Walrus::flush`] are what a partition
-//! log needs on top. The on-disk format is documented byte by byte in `FORMAT.md`.
+//! log needs on top; [`Walrus::truncate_after`] (suffix cut) and [`Walrus::restart_at`] are what a
+//! Raft log needs besides. The on-disk format is documented byte by byte in `FORMAT.md`.
 //!
 //! ```no_run
 //! use walrus::{Walrus, ReadConsistency, FsyncSchedule};
