@@ -261,6 +261,7 @@ async fn connect_loop(
         });
         let mut batch = vec![first];
         loop {
+            linger().await;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
@@ -280,6 +281,21 @@ async fn connect_loop(
         reader.abort();
         // Everything in flight on this connection fails; callers retry on a new one.
         pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// `TUSK_RAFT_LINGER_MS`: wait this long after a first message before writing, so that more
+/// messages join its frame (measured in docs/cluster.md; 0, the default, writes at once).
+async fn linger() {
+    static LINGER: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let ms = *LINGER.get_or_init(|| {
+        std::env::var("TUSK_RAFT_LINGER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
@@ -304,6 +320,7 @@ async fn write_loop(
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        linger().await;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(m) => batch.push(m),
