@@ -268,7 +268,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
-        if std::env::var_os("TUSK_RAFT_COMMITTED_LAZY").is_some() {
+        static LAZY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *LAZY.get_or_init(|| std::env::var_os("TUSK_RAFT_COMMITTED_LAZY").is_some()) {
             // Measurement switch only: set, made durable by the next flush.
             let json = serde_json::to_vec(&committed)
                 .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))?;

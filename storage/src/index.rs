@@ -230,7 +230,7 @@ impl Record {
 pub type CutMark = (u64, u64, u64);
 
 /// Everything the index log says, folded.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct IndexState {
     pub max_generation: u32,
     pub cursors: HashMap<Vec<u8>, BTreeMap<Vec<u8>, Cursor>>,
@@ -242,26 +242,10 @@ pub struct IndexState {
     /// topic life's lifetime: blocks written before a cut may survive on disk with stale
     /// entries (a cut never rewrites them), and only the cut says where they end.
     pub cuts: HashMap<(Vec<u8>, u64), Vec<CutMark>>,
-    /// The newest record format seen (1 or 2).
-    pub format: u8,
-}
-
-impl Clone for IndexState {
-    fn clone(&self) -> Self {
-        IndexState {
-            max_generation: self.max_generation,
-            cursors: self.cursors.clone(),
-            trims: self.trims.clone(),
-            deleted: self.deleted.clone(),
-            cuts: self.cuts.clone(),
-            format: self.format,
-        }
-    }
 }
 
 impl IndexState {
     pub fn apply(&mut self, rec: &Record) {
-        self.format = self.format.max(rec.format());
         match rec {
             Record::Open { generation } => {
                 self.max_generation = self.max_generation.max(*generation)

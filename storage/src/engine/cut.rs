@@ -34,26 +34,25 @@ impl Walrus {
         };
         self.shared.record_cut(topic, &st, position, position)?;
         let dead: Vec<Block> = st.blocks.drain(keep..).collect();
-        if let (Some((offset, samples)), Some(b)) = (cut_at, st.blocks.back_mut()) {
-            b.end = offset;
-            b.next_position = position;
-            b.samples.truncate(samples.max(1));
-            b.sealed = true;
-            b.tail.clear();
-            // The slot on disk claims entries the cut dropped: it counts for nothing now (the
-            // cut record overrides it) and is replaced by the block's sealed checkpoint.
-            b.ckpt.end = 0;
-            b.ckpt.sealed = false;
-        } else if let Some(b) = st.blocks.back_mut() {
-            // The cut falls on a block boundary: the block before it ends where it did, and is
-            // sealed so that appends continue in a block made after the cut.
+        if let Some(b) = st.blocks.back_mut() {
+            if let Some((offset, samples)) = cut_at {
+                b.end = offset;
+                b.next_position = position;
+                b.samples.truncate(samples.max(1));
+                // The slot on disk claims entries the cut dropped: it counts for nothing now
+                // (the cut record overrides it) and is replaced by the block's sealed checkpoint.
+                b.ckpt.end = 0;
+                b.ckpt.sealed = false;
+            }
+            // Sealed either way (also when the cut falls on a block boundary), so that appends
+            // continue in a block made after the cut.
             b.sealed = true;
             b.tail.clear();
         }
         st.next_position = position;
         st.debug_check();
         drop(st);
-        self.shared.after_cut(&t, position)?;
+        self.shared.after_cut(&t, position);
         self.shared.release_blocks(&dead)
     }
 
@@ -83,7 +82,7 @@ impl Walrus {
         st.next_position = position;
         st.debug_check();
         drop(st);
-        self.shared.after_cut(&t, position)?;
+        self.shared.after_cut(&t, position);
         self.shared.release_blocks(&dead)
     }
 }
@@ -109,7 +108,7 @@ impl Shared {
 
     /// In memory after a cut: cursors clamped (the index record clamps them on replay), the
     /// topic queued for its sealed checkpoint.
-    fn after_cut(&self, t: &Arc<Topic>, next: u64) -> io::Result<()> {
+    fn after_cut(&self, t: &Arc<Topic>, next: u64) {
         if let Some(m) = lock(&self.cursors).get_mut(&t.name) {
             for c in m.values_mut() {
                 c.position = c.position.min(next);
@@ -118,20 +117,13 @@ impl Shared {
         lock(&self.dirty_topics)
             .entry(t.name.clone())
             .or_insert_with(|| t.clone());
-        Ok(())
     }
 
     /// The byte offset (from the block start) where the entry at `position` starts, read from
     /// the disk from the nearest sparse-index sample, and how many samples lie below it.
     fn entry_offset(&self, b: &Block, position: u64) -> io::Result<(u64, usize)> {
         let nsamples = b.samples.partition_point(|s| s.0 < position);
-        let (mut pos, mut off) = b
-            .samples
-            .iter()
-            .rev()
-            .find(|s| s.0 <= position)
-            .copied()
-            .unwrap_or((b.first_position, BLOCK_HEADER_SIZE));
+        let (mut pos, mut off) = b.sample_at_or_before(position);
         let base = b.index as u64 * self.block_size;
         let mut hdr = [0u8; ENTRY_HEADER_SIZE];
         while pos < position {

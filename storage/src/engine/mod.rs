@@ -188,6 +188,18 @@ struct Block {
     tail: Vec<u8>,
 }
 
+impl Block {
+    /// The sparse-index sample (position, byte offset) nearest below or at `position`.
+    fn sample_at_or_before(&self, position: u64) -> (u64, u64) {
+        self.samples
+            .iter()
+            .rev()
+            .find(|s| s.0 <= position)
+            .copied()
+            .unwrap_or((self.first_position, BLOCK_HEADER_SIZE))
+    }
+}
+
 struct TopicState {
     incarnation: u64,
     first_position: u64,

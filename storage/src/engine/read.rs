@@ -28,13 +28,7 @@ impl Shared {
             if b.next_position <= position || b.end <= BLOCK_HEADER_SIZE {
                 continue;
             }
-            let (start_position, start) = b
-                .samples
-                .iter()
-                .rev()
-                .find(|s| s.0 <= position)
-                .copied()
-                .unwrap_or((b.first_position, BLOCK_HEADER_SIZE));
+            let (start_position, start) = b.sample_at_or_before(position);
             let read_end = b
                 .samples
                 .iter()
