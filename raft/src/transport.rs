@@ -7,6 +7,7 @@
 //! [`MAX_FRAME`] bytes. A message names its group and a request id; answers carry the id.
 
 use crate::{GroupId, NodeId, Raft, TypeConfig};
+use bincode::Options;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -333,12 +334,20 @@ async fn write_loop(
     }
 }
 
+/// bincode's fixed-int encoding, with no value decoded larger than a frame: a length inside a
+/// frame cannot make the reader allocate more than the frame could hold.
+fn wire() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(MAX_FRAME as u64)
+}
+
 async fn write_frame(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     batch: &[Message],
     stats: &NetStats,
 ) -> io::Result<()> {
-    let body = bincode::serialize(batch).map_err(io::Error::other)?;
+    let body = wire().serialize(batch).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME {
         return Err(io::Error::other("frame too large"));
     }
@@ -363,7 +372,9 @@ async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf) -> io::Result<Vec<M
     }
     let mut buf = vec![0u8; len];
     rd.read_exact(&mut buf).await?;
-    bincode::deserialize(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    wire()
+        .deserialize(&buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// One group's view of the transport (openraft's network factory).
