@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: help build run test test-rust test-python install-test-deps fmt lint compat compat-all \
         bench bench-storage bench-e2e bench-and-show-reads show-writes show-reads show-scaling show-e2e \
         plot-deps image compose-up crash-long powerloss-long fuzz bench-disturbed compat-all compat-ci bench-reopen bench-startup \
-        differential kafka-fixture test-java test-go bench-vs-kafka bench-vs-kafka-full bench-produce-path franz-go calibrate \
+        differential kafka-fixture test-java test-go bench-vs-kafka bench-vs-kafka-full bench-fetch-path bench-produce-path franz-go calibrate \
         raft-spike raft-spike-netns cluster-faults
 
 help: ## List the targets
@@ -128,6 +128,9 @@ bench-vs-kafka-full: build ## The full Tusk vs Kafka suite: throughput (1 KiB, 1
 
 bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alternating rounds (ROUNDS, RECORDS, SIZE, PARTITIONS, ACKS, TUSK_FSYNC)
 	./scripts/bench-vs-kafka.sh
+
+bench-fetch-path: build ## Fetch path sendfile vs copied, alternating (ROUNDS, MESSAGES, SIZE, PARTITIONS): consume MB/s cold and warm, broker CPU
+	./scripts/bench-fetch-path.sh
 
 bench-produce-path: build ## Produce path old vs coalesced-pwrite vs coalesced O_DIRECT io_uring, with fio (ROUNDS, DURATION, RATE_SECONDS, A_MESSAGES)
 	./scripts/bench-produce-path.sh

@@ -11,7 +11,9 @@
 //! `--producers N` (1; N producer clients, each sending its share, each its own connection),
 //! `--duration S` (0; with it, produce for S seconds instead of `--messages`),
 //! `--batch-size BYTES` (librdkafka's batch.size; 1,000,000, the Java client's default is
-//! 16384), `--broker-args "..."` (extra flags for the broker started here), `--no-consume`.
+//! 16384), `--broker-args "..."` (extra flags for the broker started here), `--no-consume`, `--consume-rounds N` (1; read it all back N times, each
+//! round printed, the last one reported), `--between-rounds CMD` (a shell command run before each
+//! later round, e.g. dropping the page cache).
 //! A broker started here also reports its storage figures from /metrics: write path, fsyncs,
 //! produce appends and the client batches they carried.
 
@@ -45,6 +47,8 @@ struct Args {
     producers: usize,
     duration_s: u64,
     broker_args: String,
+    consume_rounds: u32,
+    between_rounds: String,
     consume: bool,
     batch_size: u64,
     tail: bool,
@@ -69,6 +73,8 @@ fn parse_args() -> Args {
         producers: 1,
         duration_s: 0,
         broker_args: String::new(),
+        consume_rounds: 1,
+        between_rounds: String::new(),
         consume: true,
         batch_size: 1_000_000,
         tail: false,
@@ -96,6 +102,8 @@ fn parse_args() -> Args {
             "--producers" => a.producers = v.parse().expect("--producers"),
             "--duration" => a.duration_s = v.parse().expect("--duration"),
             "--broker-args" => a.broker_args = v,
+            "--consume-rounds" => a.consume_rounds = v.parse().expect("--consume-rounds"),
+            "--between-rounds" => a.between_rounds = v,
             "--tail" => {
                 a.tail = true;
                 i -= 1;
@@ -499,28 +507,47 @@ fn main() {
         delta("tusk_produce_batches_total"),
     );
 
-    // ---- consume everything back, default consumer settings ----
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("perf-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..a.partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+    // ---- consume everything back, default consumer settings (the last round is reported;
+    // earlier ones are printed: the first reads what the writes left on disk, later ones what
+    // the reads left in the page cache) ----
+    let (mut got, mut bytes, mut consume_s) = (0u64, 0u64, 0f64);
+    for round in 1..=a.consume_rounds.max(1) {
+        if round > 1 && !a.between_rounds.is_empty() {
+            let st = std::process::Command::new("sh")
+                .args(["-c", &a.between_rounds])
+                .status()
+                .expect("--between-rounds");
+            assert!(st.success(), "--between-rounds failed: {st}");
+        }
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("perf-{}-{round}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .create()
             .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let cstart = Instant::now();
-    let (mut got, mut bytes) = (0u64, 0u64);
-    while a.consume && got < messages && cstart.elapsed() < Duration::from_secs(600) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            got += 1;
-            bytes += m.payload().map(|p| p.len()).unwrap_or(0) as u64;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..a.partitions {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let cstart = Instant::now();
+        (got, bytes) = (0, 0);
+        while a.consume && got < messages && cstart.elapsed() < Duration::from_secs(600) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                got += 1;
+                bytes += m.payload().map(|p| p.len()).unwrap_or(0) as u64;
+            }
+        }
+        consume_s = cstart.elapsed().as_secs_f64();
+        if a.consume_rounds > 1 {
+            println!(
+                "consume round {round}: {:.0} msg/s, {:.1} MB/s",
+                got as f64 / consume_s,
+                bytes as f64 / 1e6 / consume_s
+            );
         }
     }
-    let consume_s = cstart.elapsed().as_secs_f64();
     let cpu2 = pid.map(|p| proc_usage(p).0).unwrap_or(0.0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(s) = sampler {

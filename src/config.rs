@@ -266,6 +266,12 @@ pub struct Config {
     #[arg(long, env = "TUSK_FETCH_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub fetch_memory_bytes: usize,
 
+    /// Send Fetch answers' large batches (≥ 16 KiB) from the log files with sendfile(2) on
+    /// plain TCP listeners, as Kafka does with its segments; TLS listeners copy them through
+    /// the broker (encryption needs the bytes). `false` copies on every listener.
+    #[arg(long, env = "TUSK_FETCH_SENDFILE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fetch_sendfile: bool,
+
     /// Most partitions the broker holds in all; CreateTopics and CreatePartitions beyond it are
     /// refused (POLICY_VIOLATION). Kafka has no such limit; each partition costs memory here.
     #[arg(long, env = "TUSK_MAX_PARTITIONS", default_value_t = 100_000)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiVersionsResponse;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tusk_protocol::frame::split_frame;
@@ -17,6 +17,7 @@ use tusk_protocol::header::{encode_response, parse_request, Incoming};
 
 use crate::broker::Broker;
 use crate::handlers::{self, ConnCtx, Reply};
+use crate::socket::Socket;
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -38,7 +39,11 @@ pub async fn serve(
         crate::handlers::Auth::new(security.protocol, broker.config.authentication_timeout_ms),
     );
     let res = match &security.tls {
-        None => serve_inner(&broker, &mut { sock }, &mut ctx, &mut shutdown).await,
+        None => {
+            // Plain TCP: Fetch answers may send batches straight from the log files.
+            ctx.sendfile = true;
+            serve_inner(&broker, &mut { sock }, &mut ctx, &mut shutdown).await
+        }
         Some(tls) => {
             // The TLS handshake counts against the authentication timeout.
             let accepted =
@@ -123,7 +128,7 @@ impl From<&str> for Close {
 /// Most answers a connection may owe at once (produce requests waiting for their fsync).
 const MAX_IN_FLIGHT: usize = 64;
 
-async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve_inner<S: Socket>(
     broker: &Arc<Broker>,
     sock: &mut S,
     ctx: &mut ConnCtx,
@@ -146,7 +151,7 @@ async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
         // Send every answer at the head of the queue that is ready.
         while let Some(head) = owed.front() {
             match head {
-                Reply::Now(_) | Reply::Held(..) => {}
+                Reply::Now(_) | Reply::Held(..) | Reply::Frame(_) => {}
                 Reply::Later(h) if h.is_finished() => {}
                 Reply::Later(_) => break,
             }
@@ -358,8 +363,14 @@ async fn wait_head(owed: &mut VecDeque<Reply>) -> Result<(), Close> {
 }
 
 /// Writes one answer (a finished `Later` is awaited first; it is ready by then).
-async fn send<S: AsyncWrite + Unpin>(sock: &mut S, reply: Reply) -> Result<(), Close> {
+async fn send<S: Socket>(sock: &mut S, reply: Reply) -> Result<(), Close> {
     let (out, _memory) = match reply {
+        Reply::Frame(frame) => {
+            // Its permit is held until the whole frame is written.
+            return crate::socket::write_fetch_frame(sock, &frame)
+                .await
+                .map_err(Close::ClientGone);
+        }
         Reply::Now(out) => (out, None),
         Reply::Held(out, permit) => (Some(out), Some(permit)),
         Reply::Later(h) => (

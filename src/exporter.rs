@@ -134,6 +134,11 @@ pub fn render(b: &Broker) -> String {
         b.metrics.auth_successes.load(Ordering::Relaxed),
         b.metrics.auth_failures.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP tusk_fetch_sendfile_bytes_total Record bytes of Fetch answers sent from the log files with sendfile (not copied through the broker).\n# TYPE tusk_fetch_sendfile_bytes_total counter\ntusk_fetch_sendfile_bytes_total {}",
+        b.metrics.fetch_sendfile_bytes.load(Ordering::Relaxed)
+    );
     let quotas = [
         "producer_byte_rate",
         "consumer_byte_rate",

@@ -21,6 +21,7 @@ pub mod producer;
 pub mod quota;
 pub mod security;
 pub mod server;
+pub mod socket;
 pub mod topic_config;
 pub mod txn;
 

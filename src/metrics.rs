@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Authentications that succeeded (SASL) and that failed (SASL, TLS handshake, timeout).
     pub auth_successes: AtomicU64,
     pub auth_failures: AtomicU64,
+    /// Record bytes of Fetch answers sent from the log files (sendfile), not copied.
+    pub fetch_sendfile_bytes: AtomicU64,
     /// Quota throttles: (count, milliseconds) for produce, fetch and request-time quotas.
     pub throttles: [(AtomicU64, AtomicU64); 3],
     pub apis: DashMap<i16, Arc<ApiStats>>,

@@ -5,26 +5,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
-use common::wire::{batch, connect, read_frame, request, topic_name};
-
-fn scrape(addr: &str) -> HashMap<String, f64> {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-        .collect()
-}
+use common::wire::{batch, connect, read_frame, request, scrape, topic_name};
 
 #[test]
 fn pipelined_batches_share_appends_and_keep_each_connections_order() {

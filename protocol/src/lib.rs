@@ -8,6 +8,7 @@
 //! Message bodies are the `kafka-protocol` crate's types, re-exported as [`kafka_protocol`].
 
 pub mod batch;
+pub mod fetch_frame;
 pub mod frame;
 pub mod fuzzing;
 pub mod header;

@@ -11,12 +11,13 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::*;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use tusk_protocol::fetch_frame::ExternalRecords;
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ConnCtx;
 use crate::broker::Broker;
-use crate::partition::Partition;
+use crate::partition::{Partition, Records};
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// The response's byte budget: what the client asks, capped by the broker's `fetch.max.bytes`.
@@ -47,19 +48,57 @@ fn denied_topics(b: &Broker, req: &FetchRequest, ctx: &ConnCtx) -> HashSet<Strin
         .collect()
 }
 
+/// A fetch's answer: the response, and the record sets it carries as file ranges (written
+/// into the frame at their partitions, in order, when it is sent).
+pub struct Answer {
+    pub resp: FetchResponse,
+    pub files: Vec<(ExternalRecords, Records)>,
+    /// The answer's share of `--fetch-memory-bytes`, held until it is written.
+    pub permit: Option<OwnedSemaphorePermit>,
+    /// How long reading took (the waiting is not request time for quotas).
+    pub busy: Duration,
+}
+
+impl Answer {
+    /// The record bytes it carries (what consumer byte-rate quotas count).
+    pub fn record_bytes(&self) -> usize {
+        let inline: usize = self
+            .resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.as_ref())
+            .map(|r| r.len())
+            .sum();
+        inline + self.files.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    /// Drops every record (a throttled fetch returns none, as in Kafka).
+    pub fn clear(&mut self) {
+        self.resp.responses.clear();
+        self.files.clear();
+        self.permit = None;
+    }
+}
+
+struct ReadOut {
+    topics: Vec<FetchableTopicResponse>,
+    files: Vec<(ExternalRecords, Records)>,
+}
+
 fn read_all(
     b: &Broker,
     req: &FetchRequest,
     v: i16,
     min_one: bool,
     denied: &HashSet<String>,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    sendfile: bool,
+) -> ReadOut {
     let mut budget = budget(b, req);
     // A partition named more than once is answered once, at its first mention (Kafka keys the
     // fetch by partition), so repeating it cannot multiply the work or the answer.
     let mut seen = std::collections::HashSet::new();
-    let mut total = 0usize;
-    let mut any_error = false;
+    let mut files = Vec::new();
     // Without memory for records, none is returned (not even KIP-74's first batch).
     let mut first_non_empty_done = !min_one;
     let read_committed = req.isolation_level == 1;
@@ -76,12 +115,10 @@ fn read_all(
                 .with_partition_index(fp.partition)
                 .with_aborted_transactions(read_committed.then(Vec::new));
             if denied.contains(&name) {
-                any_error = true;
                 parts.push(pd.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
                 continue;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
-                any_error = true;
                 parts.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
@@ -91,6 +128,7 @@ fn read_all(
                 limit,
                 !first_non_empty_done,
                 read_committed,
+                sendfile,
             );
             match read {
                 Ok(r) => {
@@ -114,17 +152,25 @@ fn read_all(
                     if let Some(rec) = r.records {
                         first_non_empty_done = true;
                         budget = budget.saturating_sub(rec.len());
-                        total += rec.len();
                         b.metrics
                             .topic(&name)
                             .bytes_out
                             .fetch_add(rec.len() as u64, Ordering::Relaxed);
-                        pd.records = Some(rec);
+                        match rec.as_bytes() {
+                            Some(bytes) => pd.records = Some(bytes),
+                            None => {
+                                let at = ExternalRecords {
+                                    topic: out.len(),
+                                    partition: parts.len(),
+                                    len: rec.len(),
+                                };
+                                files.push((at, rec));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
                     // Kafka answers an erroring partition without offsets (all -1).
-                    any_error = true;
                     pd.high_watermark = -1;
                     pd.last_stable_offset = -1;
                     pd.log_start_offset = -1;
@@ -142,7 +188,7 @@ fn read_all(
                 .with_partitions(parts),
         );
     }
-    (out, total, any_error)
+    ReadOut { topics: out, files }
 }
 
 /// Large reads run off the async workers' queue (storage copies of up to `fetch.max.bytes`),
@@ -153,11 +199,12 @@ fn read(
     v: i16,
     min_one: bool,
     denied: &HashSet<String>,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    sendfile: bool,
+) -> ReadOut {
     if budget(b, req) > INLINE_READ_BYTES {
-        crate::blocking(|| read_all(b, req, v, min_one, denied))
+        crate::blocking(|| read_all(b, req, v, min_one, denied, sendfile))
     } else {
-        read_all(b, req, v, min_one, denied)
+        read_all(b, req, v, min_one, denied, sendfile)
     }
 }
 
@@ -168,12 +215,7 @@ const INLINE_READ_BYTES: usize = 1 << 20;
 /// Also returns how long reading took (the waiting is not request time for quotas).
 /// While waiting, only appends to the partitions this fetch names wake it, and a wake-up
 /// compares sizes in the batch index; data is read (copied) once, when the answer is due.
-pub async fn handle(
-    b: &Broker,
-    mut req: FetchRequest,
-    v: i16,
-    ctx: &ConnCtx,
-) -> (FetchResponse, Option<OwnedSemaphorePermit>, Duration) {
+pub async fn handle(b: &Broker, mut req: FetchRequest, v: i16, ctx: &ConnCtx) -> Answer {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -253,22 +295,14 @@ pub async fn handle(
         tracing::debug!("fetch answered without records: fetch memory is spent");
     }
     let reading = std::time::Instant::now();
-    let (responses, _, _) = read(b, &req, v, permit.is_some(), &denied);
-    (
-        FetchResponse::default().with_responses(responses),
+    let sendfile = ctx.sendfile && b.config.fetch_sendfile;
+    let out = read(b, &req, v, permit.is_some(), &denied, sendfile);
+    Answer {
+        resp: FetchResponse::default().with_responses(out.topics),
+        files: out.files,
         permit,
-        reading.elapsed(),
-    )
-}
-
-/// The record bytes an answer carries (what consumer byte-rate quotas count).
-pub fn record_bytes(resp: &FetchResponse) -> usize {
-    resp.responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.records.as_ref())
-        .map(|r| r.len())
-        .sum()
+        busy: reading.elapsed(),
+    }
 }
 
 /// Memory is reserved in units of this many bytes.

@@ -70,6 +70,8 @@ pub struct ConnCtx {
     /// A client over its quota: nothing more is read from it until then (KIP-219's muted
     /// channel).
     pub throttled_until: Option<tokio::time::Instant>,
+    /// Fetch answers may carry batches as file ranges (a plain TCP connection, `sendfile`).
+    pub sendfile: bool,
 }
 
 impl ConnCtx {
@@ -82,6 +84,7 @@ impl ConnCtx {
             auth,
             host: crate::security::acl::host_string(peer.ip()),
             throttled_until: None,
+            sendfile: false,
         }
     }
 
@@ -233,6 +236,17 @@ pub enum Reply {
     /// A Fetch answer holding its share of the broker's fetch memory (`--fetch-memory-bytes`)
     /// until it is written to the socket.
     Held(BytesMut, tokio::sync::OwnedSemaphorePermit),
+    /// A Fetch answer with batches sent from their log files (`sendfile`).
+    Frame(FetchFrame),
+}
+
+/// A Fetch response frame in parts: encoded bytes, and at each `FramePart::Records(i)` the
+/// record set `sets[i]` (in memory or in log files).
+pub struct FetchFrame {
+    pub parts: Vec<tusk_protocol::fetch_frame::FramePart>,
+    pub sets: Vec<crate::partition::Records>,
+    /// The answer's share of the fetch memory, held until it is written.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Decodes, handles and encodes one request. `Err` closes the connection, as Kafka does for
@@ -299,20 +313,39 @@ pub async fn dispatch(b: &Arc<Broker>, req: Request, ctx: &mut ConnCtx) -> Resul
         if let Some(max) = b.quotas.max_fetch_bytes(user, &ctx.client_id) {
             body.max_bytes = body.max_bytes.min(max.clamp(1, i32::MAX as u64) as i32);
         }
-        let (mut resp, mut permit, busy) = fetch::handle(b, body, v, ctx).await;
-        let bytes = fetch::record_bytes(&resp) as f64;
+        let mut answer = fetch::handle(b, body, v, ctx).await;
+        let bytes = answer.record_bytes() as f64;
         let bandwidth = ctx.charge(b, crate::quota::Kind::Fetch, bytes);
         if bandwidth > 0 {
             // A throttled fetch returns no data (and so costs none), as in Kafka.
             ctx.refund(b, crate::quota::Kind::Fetch, bytes);
-            resp.responses.clear();
-            permit = None;
+            answer.clear();
         }
-        let request = ctx.charge(b, crate::quota::Kind::Request, percent_of_second(busy));
-        resp.throttle_time_ms = bandwidth.max(request);
-        let out = encode_response(ApiKey::Fetch, v, req.header.correlation_id, &resp)
+        let request = ctx.charge(
+            b,
+            crate::quota::Kind::Request,
+            percent_of_second(answer.busy),
+        );
+        answer.resp.throttle_time_ms = bandwidth.max(request);
+        let corr = req.header.correlation_id;
+        if !answer.files.is_empty() {
+            let (at, sets): (Vec<_>, Vec<_>) = answer.files.into_iter().unzip();
+            let sent: usize = sets.iter().map(|r| r.file_bytes()).sum();
+            b.metrics
+                .fetch_sendfile_bytes
+                .fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+            let (parts, _) =
+                tusk_protocol::fetch_frame::encode_fetch_frame(v, corr, &mut answer.resp, &at)
+                    .map_err(|e| format!("cannot encode Fetch v{v} response: {e}"))?;
+            return Ok(Reply::Frame(FetchFrame {
+                parts,
+                sets,
+                permit: answer.permit,
+            }));
+        }
+        let out = encode_response(ApiKey::Fetch, v, corr, &answer.resp)
             .map_err(|e| format!("cannot encode Fetch v{v} response: {e}"))?;
-        return Ok(match permit {
+        return Ok(match answer.permit {
             Some(p) => Reply::Held(out, p),
             None => Reply::Now(Some(out)),
         });

@@ -8,11 +8,19 @@
 
 mod append;
 mod recent;
+pub mod records;
 pub mod snapshot;
 mod state;
 
 pub use append::{AppendRequest, TxnCheck};
 pub use recent::CacheBudget;
+use records::RecordsBuilder;
+pub use records::{RecordPiece, Records};
+
+/// Batches at least this large are sent from their log file (`sendfile`) on plain TCP
+/// connections rather than copied through the broker: below it, the system calls per batch
+/// cost more than the copy.
+pub const FILE_RANGE_MIN: usize = 16 * 1024;
 
 use std::sync::{Arc, Mutex};
 
@@ -76,7 +84,7 @@ pub struct Appended {
 
 /// Records read for a fetch.
 pub struct Read {
-    pub records: Option<Bytes>,
+    pub records: Option<Records>,
     /// For read_committed reads that returned records: the aborted transactions among them,
     /// as (producer id, first offset); the consumer drops their records.
     pub aborted: Vec<(i64, i64)>,
@@ -376,12 +384,15 @@ impl Partition {
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
     /// least one batch if `min_one`); with `read_committed`, only batches below the LSO.
+    /// With `file_ranges`, batches of at least [`FILE_RANGE_MIN`] bytes read from storage
+    /// come back as file ranges (for `sendfile`), not bytes.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
         read_committed: bool,
+        file_ranges: bool,
     ) -> Result<Read, ResponseError> {
         let store = &self.store;
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
@@ -443,22 +454,41 @@ impl Partition {
                 Some(out.freeze())
             };
             return Ok(Read {
-                records,
+                records: records.map(Records::from_bytes),
                 aborted,
                 high_watermark: hw,
                 last_stable: lso,
                 log_start,
             });
         }
-        // Whole batches, straight from storage into the response buffer.
-        let mut out = BytesMut::with_capacity(bytes);
-        store
-            .read_with(&self.wal, position, bytes, count, |_, batch| {
-                out.extend_from_slice(batch)
-            })
-            .map_err(storage_error)?;
+        // Whole batches from storage: into one buffer, or large ones as file ranges.
+        let records = if file_ranges {
+            let mut out = RecordsBuilder::with_capacity(bytes.min(FILE_RANGE_MIN * 4));
+            store
+                .read_pieces(
+                    &self.wal,
+                    position,
+                    bytes,
+                    count,
+                    FILE_RANGE_MIN,
+                    |_, piece| match piece {
+                        walrus::Piece::Inline(batch) => out.push_bytes(batch),
+                        walrus::Piece::File(range) => out.push_file(range),
+                    },
+                )
+                .map_err(storage_error)?;
+            out.finish()
+        } else {
+            let mut out = BytesMut::with_capacity(bytes);
+            store
+                .read_with(&self.wal, position, bytes, count, |_, batch| {
+                    out.extend_from_slice(batch)
+                })
+                .map_err(storage_error)?;
+            Records::from_bytes(out.freeze())
+        };
         Ok(Read {
-            records: (!out.is_empty()).then(|| out.freeze()),
+            records: (!records.is_empty()).then_some(records),
             aborted,
             high_watermark: hw,
             last_stable: lso,

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use engine::{RecoveryStats, Walrus};
+pub use engine::{FileRange, Piece, RecoveryStats, Walrus};
 pub use error::Error;
 pub use index::{Cursor, MAX_CURSOR_METADATA};
 pub use stats::IoStats;

@@ -202,3 +202,16 @@ pub fn api_versions_latency(addr: &str) -> Duration {
     assert_alive(addr);
     t.elapsed()
 }
+
+/// The broker's `/metrics` (at `addr`, its `--metrics-listen`) as name → value.
+pub fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}

@@ -23,6 +23,7 @@ mod tests;
 
 #[cfg(test)]
 pub(crate) use flush::tests_hook;
+pub use read::{FileRange, Piece};
 use recover::recover;
 
 use crate::error::Error;
@@ -630,6 +631,37 @@ impl Walrus {
         };
         self.shared
             .visit_spans(topic, spans, from, max_bytes, max_entries, &mut visit)
+    }
+
+    /// Like [`Walrus::read_with`], but an entry whose payload is at least `ranges_from` bytes
+    /// is handed over as a [`FileRange`] (where it is in its file, its header checked, not
+    /// its checksum) rather than read: a caller can `sendfile` it. Smaller entries, and every
+    /// entry on a simulated disk or under the mmap backend, come as verified bytes.
+    pub fn read_pieces(
+        &self,
+        topic: &str,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+        ranges_from: usize,
+        mut visit: impl FnMut(u64, Piece<'_>),
+    ) -> io::Result<usize> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(0);
+        };
+        let (spans, from) = {
+            let st = lock(&t.state);
+            self.shared.plan_read(&st, position, max_bytes, max_entries)
+        };
+        self.shared.visit_pieces(
+            topic,
+            spans,
+            from,
+            max_bytes,
+            max_entries,
+            Some(ranges_from.max(1)),
+            &mut visit,
+        )
     }
 
     /// First/next position and size of a topic; `None` if it does not exist.

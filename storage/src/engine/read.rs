@@ -89,6 +89,36 @@ impl Shared {
         max_entries: usize,
         visit: &mut dyn FnMut(u64, &[u8]),
     ) -> io::Result<usize> {
+        self.visit_pieces(
+            topic,
+            spans,
+            position,
+            max_bytes,
+            max_entries,
+            None,
+            &mut |pos, piece| match piece {
+                Piece::Inline(data) => visit(pos, data),
+                // Not asked for (no threshold), so never handed out.
+                Piece::File(_) => {}
+            },
+        )
+    }
+
+    /// Like `visit_spans`, but with `ranges_from`, an entry whose payload is at least that
+    /// large is handed over as a [`FileRange`] of its payload instead of being read (its
+    /// header is read and checked, its checksum is not: the bytes never pass through here).
+    /// Only files the operating system holds (not a simulated disk) give ranges.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn visit_pieces(
+        &self,
+        topic: &str,
+        spans: Vec<ReadSpan>,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+        ranges_from: Option<usize>,
+        visit: &mut dyn FnMut(u64, Piece<'_>),
+    ) -> io::Result<usize> {
         let mut count = 0usize;
         let mut bytes = 0usize;
         let max_entries = max_entries.min(MAX_BATCH_ENTRIES);
@@ -108,13 +138,13 @@ impl Shared {
                     bytes: &mut usize,
                     pos: u64,
                     entry: &[u8],
-                    visit: &mut dyn FnMut(u64, &[u8])|
+                    visit: &mut dyn FnMut(u64, Piece<'_>)|
          -> io::Result<bool> {
             if !EntryHeader::crc_ok(entry) {
                 return Err(corrupt(pos, "checksum mismatch"));
             }
             *bytes += entry.len() - ENTRY_HEADER_SIZE;
-            visit(pos, &entry[ENTRY_HEADER_SIZE..]);
+            visit(pos, Piece::Inline(&entry[ENTRY_HEADER_SIZE..]));
             *count += 1;
             Ok(*count >= max_entries || *bytes >= max_bytes)
         };
@@ -151,16 +181,24 @@ impl Shared {
                 }
                 continue;
             }
+            // Ranges need the operating system's file (sendfile); a simulated disk reads.
+            let ranges_from = ranges_from.filter(|_| span.file.file.as_file().is_some());
             let mut off = span.start;
             let mut pos = span.start_position;
+            // After an entry handed over as a range, the next read is a small probe: entries
+            // that large tend to come in runs, and their payloads are not read here.
+            let mut probe_small = false;
             while off < span.end {
                 let limit = span
                     .read_end
                     .max(off + ENTRY_HEADER_SIZE as u64)
                     .min(span.end);
-                let want = READ_CHUNK
+                let mut want = READ_CHUNK
                     .max((max_bytes.saturating_sub(bytes) as u64).saturating_add(64))
                     .min(limit - off);
+                if ranges_from.is_some() {
+                    want = want.min(if probe_small { PROBE_SMALL } else { PROBE });
+                }
                 let mut buf = Scratch::take(want as usize);
                 span.file.file.read_exact_at(&mut buf, span.base + off)?;
                 let mut p = 0usize;
@@ -174,6 +212,33 @@ impl Shared {
                     if off + (p + total) as u64 > span.end {
                         return Err(corrupt(pos, "length past block end"));
                     }
+                    if ranges_from.is_some_and(|m| h.payload_len as usize >= m) {
+                        // A large payload: its location, not its bytes.
+                        if pos >= position {
+                            if !fits(count, bytes, h.payload_len) {
+                                return Ok(count);
+                            }
+                            let range = FileRange {
+                                file: span.file.file.clone(),
+                                offset: span.base + off + (p + ENTRY_HEADER_SIZE) as u64,
+                                len: h.payload_len as usize,
+                            };
+                            bytes += range.len;
+                            count += 1;
+                            visit(pos, Piece::File(range));
+                            if count >= max_entries || bytes >= max_bytes {
+                                return Ok(count);
+                            }
+                        }
+                        p += total;
+                        pos += 1;
+                        probe_small = true;
+                        if p > buf.len() {
+                            break;
+                        }
+                        continue;
+                    }
+                    probe_small = false;
                     let owned;
                     let entry: &[u8] = if p + total <= buf.len() {
                         &buf[p..p + total]
@@ -203,6 +268,81 @@ impl Shared {
             }
         }
         Ok(count)
+    }
+}
+
+/// What a read in range mode fetches at a time: small entries come with it, a large one's
+/// header does (and its payload is left where it is).
+const PROBE: u64 = 64 * 1024;
+/// The probe after a large entry.
+const PROBE_SMALL: u64 = 4 * 1024;
+
+/// One entry's payload as a read hands it over.
+pub enum Piece<'a> {
+    /// The bytes, checked against the entry's checksum.
+    Inline(&'a [u8]),
+    /// Where the bytes are in a log file (its header checked, its checksum not).
+    File(FileRange),
+}
+
+/// An entry's payload in a log file: the file stays open (even if retention deletes it)
+/// while the range exists, and entries are never rewritten, so the bytes stay what they were.
+#[derive(Clone)]
+pub struct FileRange {
+    file: Arc<dyn crate::io::VFile>,
+    offset: u64,
+    len: usize,
+}
+
+impl FileRange {
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The payload's offset in its file.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The file's descriptor, for `sendfile`/`splice` (valid while this range lives).
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.file.as_file().map(|f| f.as_raw_fd())
+    }
+
+    /// Sends the payload from byte `done` on to `out` (a socket) with `sendfile(2)`, as much
+    /// as `out` takes now; returns how many bytes went. A non-blocking `out` that is full
+    /// gives `WouldBlock`. Reading pages that are not cached waits for the disk.
+    #[cfg(target_os = "linux")]
+    pub fn send_to(&self, out: std::os::fd::BorrowedFd<'_>, done: usize) -> io::Result<usize> {
+        let Some(file) = self.file.as_file() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a simulated file cannot be sent",
+            ));
+        };
+        let mut offset = self.offset + done as u64;
+        let left = self.len.saturating_sub(done);
+        Ok(rustix::fs::sendfile(out, file, Some(&mut offset), left)?)
+    }
+
+    /// Reads the payload (where it cannot be sent from the file, e.g. over TLS).
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len];
+        self.file.read_exact_at(&mut buf, self.offset)?;
+        Ok(buf)
+    }
+}
+
+impl std::fmt::Debug for FileRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileRange({}+{})", self.offset, self.len)
     }
 }
 
