@@ -487,6 +487,10 @@ impl Partition {
                 .map_err(storage_error)?;
             Records::from_bytes(out.freeze())
         };
+        // A consumer reading from storage goes on from here: the kernel starts reading the
+        // next two reads' worth into the page cache while this answer travels (Walrus writes
+        // with O_DIRECT, so nothing is cached; `bench-results/fetch-path.md`).
+        let _ = store.will_need(&self.wal, position + count as u64, bytes.saturating_mul(2));
         Ok(Read {
             records: (!records.is_empty()).then_some(records),
             aborted,

@@ -636,6 +636,11 @@ fn read_pieces_match_read_with() {
         }
     }
     assert!(ranges > 0);
+    // Read-ahead hints anywhere (past the end, a missing topic) are harmless.
+    for from in [0u64, 30, 59, 60, 1000] {
+        wal.will_need("big", from, 1 << 20).unwrap();
+    }
+    wal.will_need("missing", 0, 1 << 20).unwrap();
     // A range outlives its file's deletion by retention.
     let mut held = None;
     wal.read_pieces("big", 3, 1 << 20, 1, 2000, |_, piece| {

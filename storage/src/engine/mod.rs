@@ -664,6 +664,43 @@ impl Walrus {
         )
     }
 
+    /// Starts reading about `max_bytes` of entries from `position` on into the page cache
+    /// (`POSIX_FADV_WILLNEED`: the reads are queued, not waited for), so a reader going on
+    /// from there finds them cached. Entries written with O_DIRECT are not in the page cache,
+    /// and the kernel's read-ahead, which sees one file holding many topics' blocks, reads
+    /// only what each call asks for.
+    #[cfg(target_os = "linux")]
+    pub fn will_need(&self, topic: &str, position: u64, max_bytes: usize) -> io::Result<()> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Ok(());
+        };
+        let (spans, _) = {
+            let st = lock(&t.state);
+            self.shared
+                .plan_read(&st, position, max_bytes, MAX_BATCH_ENTRIES)
+        };
+        let mut left = max_bytes as u64;
+        for span in spans {
+            let Some(file) = span.file.file.as_file() else {
+                return Ok(());
+            };
+            let len = (span.end - span.start).min(left);
+            if let Some(n) = std::num::NonZeroU64::new(len) {
+                rustix::fs::fadvise(
+                    file,
+                    span.base + span.start,
+                    Some(n),
+                    rustix::fs::Advice::WillNeed,
+                )?;
+            }
+            left -= len;
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// First/next position and size of a topic; `None` if it does not exist.
     pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
         let t = self.shared.topic(topic)?;
