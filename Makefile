@@ -129,7 +129,7 @@ bench-vs-kafka-full: build ## The full Tusk vs Kafka suite: throughput (1 KiB, 1
 bench-vs-kafka: build ## Tusk vs Apache Kafka 4.4.0 with Kafka's perf tools, alternating rounds (ROUNDS, RECORDS, SIZE, PARTITIONS, ACKS, TUSK_FSYNC)
 	./scripts/bench-vs-kafka.sh
 
-bench-fetch-path: build ## Fetch path sendfile vs copied, alternating (ROUNDS, MESSAGES, SIZE, PARTITIONS): consume MB/s cold and warm, broker CPU
+bench-fetch-path: build ## Fetch path copied vs sendfile vs sendfile + read-ahead, alternating (ROUNDS, MESSAGES, SIZE, PARTITIONS): consume MB/s cold and warm, broker CPU
 	./scripts/bench-fetch-path.sh
 
 bench-produce-path: build ## Produce path old vs coalesced-pwrite vs coalesced O_DIRECT io_uring, with fio (ROUNDS, DURATION, RATE_SECONDS, A_MESSAGES)

@@ -272,6 +272,14 @@ pub struct Config {
     #[arg(long, env = "TUSK_FETCH_SENDFILE", default_value_t = true, action = clap::ArgAction::Set)]
     pub fetch_sendfile: bool,
 
+    /// After a Fetch reads a partition from the log files, ask the kernel to read the next
+    /// two reads' worth into the page cache (POSIX_FADV_WILLNEED) while the answer travels:
+    /// Walrus writes with O_DIRECT, so a consumer behind the batch cache reads from the
+    /// device, and the kernel's own read-ahead cannot follow one partition through files
+    /// shared by many. `false` reads only what is asked.
+    #[arg(long, env = "TUSK_FETCH_READ_AHEAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fetch_read_ahead: bool,
+
     /// Most partitions the broker holds in all; CreateTopics and CreatePartitions beyond it are
     /// refused (POLICY_VIOLATION). Kafka has no such limit; each partition costs memory here.
     #[arg(long, env = "TUSK_MAX_PARTITIONS", default_value_t = 100_000)]

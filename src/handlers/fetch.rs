@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::ConnCtx;
 use crate::broker::Broker;
-use crate::partition::{Partition, Records};
+use crate::partition::{Partition, ReadOptions, Records};
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// The response's byte budget: what the client asks, capped by the broker's `fetch.max.bytes`.
@@ -126,9 +126,12 @@ fn read_all(
             let read = partition.read(
                 fp.fetch_offset,
                 limit,
-                !first_non_empty_done,
-                read_committed,
-                sendfile,
+                ReadOptions {
+                    min_one: !first_non_empty_done,
+                    read_committed,
+                    file_ranges: sendfile,
+                    read_ahead: b.config.fetch_read_ahead,
+                },
             );
             match read {
                 Ok(r) => {

@@ -93,6 +93,21 @@ pub struct Read {
     pub log_start: i64,
 }
 
+/// How `Partition::read` reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    /// At least one batch, even one larger than the budget (KIP-74).
+    pub min_one: bool,
+    /// Only batches below the last stable offset (read_committed).
+    pub read_committed: bool,
+    /// Batches of at least [`FILE_RANGE_MIN`] bytes read from storage come back as file
+    /// ranges (for `sendfile`), not bytes.
+    pub file_ranges: bool,
+    /// After reading from storage, have the kernel read ahead the next two reads' worth
+    /// (`--fetch-read-ahead`).
+    pub read_ahead: bool,
+}
+
 /// A partition's offsets at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogOffsets {
@@ -382,18 +397,20 @@ impl Partition {
         Ok(n)
     }
 
-    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
-    /// least one batch if `min_one`); with `read_committed`, only batches below the LSO.
-    /// With `file_ranges`, batches of at least [`FILE_RANGE_MIN`] bytes read from storage
-    /// come back as file ranges (for `sendfile`), not bytes.
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
+    /// (see [`ReadOptions`]).
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
-        min_one: bool,
-        read_committed: bool,
-        file_ranges: bool,
+        opts: ReadOptions,
     ) -> Result<Read, ResponseError> {
+        let ReadOptions {
+            min_one,
+            read_committed,
+            file_ranges,
+            read_ahead,
+        } = opts;
         let store = &self.store;
         // Which batches fit is known from the in-memory index, so storage reads exactly them.
         let (position, count, bytes, aborted, hw, lso, log_start, cached) = {
@@ -490,7 +507,9 @@ impl Partition {
         // A consumer reading from storage goes on from here: the kernel starts reading the
         // next two reads' worth into the page cache while this answer travels (Walrus writes
         // with O_DIRECT, so nothing is cached; `bench-results/fetch-path.md`).
-        let _ = store.will_need(&self.wal, position + count as u64, bytes.saturating_mul(2));
+        if read_ahead {
+            let _ = store.will_need(&self.wal, position + count as u64, bytes.saturating_mul(2));
+        }
         Ok(Read {
             records: (!records.is_empty()).then_some(records),
             aborted,
