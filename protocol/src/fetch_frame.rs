@@ -70,11 +70,22 @@ pub fn encode_fetch_frame(
     let skeleton = encoded?.freeze();
     let flexible = version >= 12;
     let sentinel_marker = length_marker(flexible, SENTINEL_LEN);
+    // The frame's size: the skeleton's, each sentinel (and its length) replaced by the set.
+    let size = sets.iter().fold(skeleton.len() - 4, |size, set| {
+        size - sentinel_marker.len() - SENTINEL_LEN
+            + length_marker(flexible, set.len).len()
+            + set.len
+    });
+    let Ok(prefix) = i32::try_from(size) else {
+        return Err(CodecError(format!(
+            "a {size}-byte response exceeds the largest frame ({} bytes)",
+            i32::MAX
+        )));
+    };
     let mut parts = Vec::with_capacity(2 * sets.len() + 1);
     let mut pending = BytesMut::with_capacity(skeleton.len().min(4096));
-    pending.put_i32(0); // the size prefix, set below
+    pending.put_i32(prefix);
     let mut at = 4usize;
-    let mut size = skeleton.len() - 4;
     for (i, set) in sets.iter().enumerate() {
         let s = sentinel(i);
         let found = skeleton[at..]
@@ -91,22 +102,10 @@ pub fn encode_fetch_frame(
         pending.extend_from_slice(&marker);
         parts.push(FramePart::Bytes(std::mem::take(&mut pending).freeze()));
         parts.push(FramePart::Records(i));
-        size = size - sentinel_marker.len() - SENTINEL_LEN + marker.len() + set.len;
         at = found + SENTINEL_LEN;
     }
     pending.extend_from_slice(&skeleton[at..]);
     parts.push(FramePart::Bytes(pending.freeze()));
-    let Ok(prefix) = i32::try_from(size) else {
-        return Err(CodecError(format!(
-            "a {size}-byte response exceeds the largest frame ({} bytes)",
-            i32::MAX
-        )));
-    };
-    if let Some(FramePart::Bytes(first)) = parts.first_mut() {
-        let mut b = BytesMut::from(&first[..]);
-        b[..4].copy_from_slice(&prefix.to_be_bytes());
-        *first = b.freeze();
-    }
     Ok((parts, size + 4))
 }
 

@@ -4,7 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// Batches of one partition's read, in log order.
+/// Batches of one partition's read, in log order. No two `Mem` pieces are next to each other
+/// (a `RecordsBuilder` joins them), so records without file ranges are one buffer.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
     pieces: Vec<RecordPiece>,
@@ -73,36 +74,8 @@ impl Records {
         match self.pieces.as_slice() {
             [] => Some(Bytes::new()),
             [RecordPiece::Mem(b)] => Some(b.clone()),
-            _ if self.pieces.iter().all(|p| matches!(p, RecordPiece::Mem(_))) => {
-                Some(self.materialize_mem())
-            }
             _ => None,
         }
-    }
-
-    fn materialize_mem(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len);
-        for p in &self.pieces {
-            if let RecordPiece::Mem(b) = p {
-                out.extend_from_slice(b);
-            }
-        }
-        out.freeze()
-    }
-
-    /// All the bytes in memory (file ranges read: blocking I/O, for a blocking thread).
-    pub fn read_all(&self) -> std::io::Result<Bytes> {
-        if let Some(b) = self.as_bytes() {
-            return Ok(b);
-        }
-        let mut out = BytesMut::with_capacity(self.len);
-        for p in &self.pieces {
-            match p {
-                RecordPiece::Mem(b) => out.extend_from_slice(b),
-                RecordPiece::File(r) => out.extend_from_slice(&r.read()?),
-            }
-        }
-        Ok(out.freeze())
     }
 }
 

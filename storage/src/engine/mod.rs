@@ -601,15 +601,25 @@ impl Walrus {
         max_bytes: usize,
         max_entries: usize,
     ) -> io::Result<Vec<PositionedEntry>> {
-        let Some(t) = self.shared.topic(topic) else {
+        let Some((spans, from)) = self.plan(topic, position, max_bytes, max_entries) else {
             return Ok(Vec::new());
-        };
-        let (spans, from) = {
-            let st = lock(&t.state);
-            self.shared.plan_read(&st, position, max_bytes, max_entries)
         };
         self.shared
             .read_spans(topic, spans, from, max_bytes, max_entries)
+    }
+
+    /// The block spans a read of `topic` from `position` covers (snapshotted under the topic
+    /// lock), and the position it starts at; `None` if the topic does not exist.
+    fn plan(
+        &self,
+        topic: &str,
+        position: u64,
+        max_bytes: usize,
+        max_entries: usize,
+    ) -> Option<(Vec<ReadSpan>, u64)> {
+        let t = self.shared.topic(topic)?;
+        let st = lock(&t.state);
+        Some(self.shared.plan_read(&st, position, max_bytes, max_entries))
     }
 
     /// Like [`Walrus::read_at`], but hands each verified payload to `visit` (position, bytes)
@@ -622,15 +632,23 @@ impl Walrus {
         max_entries: usize,
         mut visit: impl FnMut(u64, &[u8]),
     ) -> io::Result<usize> {
-        let Some(t) = self.shared.topic(topic) else {
+        let Some((spans, from)) = self.plan(topic, position, max_bytes, max_entries) else {
             return Ok(0);
         };
-        let (spans, from) = {
-            let st = lock(&t.state);
-            self.shared.plan_read(&st, position, max_bytes, max_entries)
-        };
-        self.shared
-            .visit_spans(topic, spans, from, max_bytes, max_entries, &mut visit)
+        // Without a threshold every entry comes as bytes.
+        self.shared.visit_pieces(
+            topic,
+            spans,
+            from,
+            max_bytes,
+            max_entries,
+            None,
+            &mut |pos, piece| {
+                if let Piece::Inline(data) = piece {
+                    visit(pos, data)
+                }
+            },
+        )
     }
 
     /// Like [`Walrus::read_with`], but an entry whose payload is at least `ranges_from` bytes
@@ -646,12 +664,8 @@ impl Walrus {
         ranges_from: usize,
         mut visit: impl FnMut(u64, Piece<'_>),
     ) -> io::Result<usize> {
-        let Some(t) = self.shared.topic(topic) else {
+        let Some((spans, from)) = self.plan(topic, position, max_bytes, max_entries) else {
             return Ok(0);
-        };
-        let (spans, from) = {
-            let st = lock(&t.state);
-            self.shared.plan_read(&st, position, max_bytes, max_entries)
         };
         self.shared.visit_pieces(
             topic,
@@ -671,13 +685,8 @@ impl Walrus {
     /// only what each call asks for.
     #[cfg(target_os = "linux")]
     pub fn will_need(&self, topic: &str, position: u64, max_bytes: usize) -> io::Result<()> {
-        let Some(t) = self.shared.topic(topic) else {
+        let Some((spans, _)) = self.plan(topic, position, max_bytes, MAX_BATCH_ENTRIES) else {
             return Ok(());
-        };
-        let (spans, _) = {
-            let st = lock(&t.state);
-            self.shared
-                .plan_read(&st, position, max_bytes, MAX_BATCH_ENTRIES)
         };
         let mut left = max_bytes as u64;
         for span in spans {

@@ -62,33 +62,6 @@ impl Shared {
         max_entries: usize,
     ) -> io::Result<Vec<PositionedEntry>> {
         let mut out: Vec<PositionedEntry> = Vec::new();
-        self.visit_spans(
-            topic,
-            spans,
-            position,
-            max_bytes,
-            max_entries,
-            &mut |pos, data| {
-                out.push(PositionedEntry {
-                    position: pos,
-                    data: data.to_vec(),
-                })
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// Reads and verifies entries from snapshotted spans, handing each payload to `visit`
-    /// without copying it. Returns the number of entries visited.
-    pub(super) fn visit_spans(
-        &self,
-        topic: &str,
-        spans: Vec<ReadSpan>,
-        position: u64,
-        max_bytes: usize,
-        max_entries: usize,
-        visit: &mut dyn FnMut(u64, &[u8]),
-    ) -> io::Result<usize> {
         self.visit_pieces(
             topic,
             spans,
@@ -96,16 +69,21 @@ impl Shared {
             max_bytes,
             max_entries,
             None,
-            &mut |pos, piece| match piece {
-                Piece::Inline(data) => visit(pos, data),
-                // Not asked for (no threshold), so never handed out.
-                Piece::File(_) => {}
+            &mut |pos, piece| {
+                if let Piece::Inline(data) = piece {
+                    out.push(PositionedEntry {
+                        position: pos,
+                        data: data.to_vec(),
+                    })
+                }
             },
-        )
+        )?;
+        Ok(out)
     }
 
-    /// Like `visit_spans`, but with `ranges_from`, an entry whose payload is at least that
-    /// large is handed over as a [`FileRange`] of its payload instead of being read (its
+    /// Reads and verifies entries from snapshotted spans, handing each payload to `visit`
+    /// without copying it; returns the number of entries visited. With `ranges_from`, an
+    /// entry whose payload is at least that large is handed over as a [`FileRange`] of its payload instead of being read (its
     /// header is read and checked, its checksum is not: the bytes never pass through here).
     /// Only files the operating system holds (not a simulated disk) give ranges.
     #[allow(clippy::too_many_arguments)]
